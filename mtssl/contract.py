@@ -1,0 +1,187 @@
+"""The shard contract: the one module that the producer (`pipelines/`) and the consumer (`mtssl/`) share.
+
+It fixes file names, sample fields and their encodings, the Lab convention and the schema version.
+It imports neither torch nor ray, so both halves (and Ray workers) can import it cheaply.
+
+Sample layout per task (every member of a sample shares the key, the file name up to its first dot):
+
+- ``relpos``: ``rgb.jpg`` is the 3x3 grid of patches tiled into one (3P x 3P) image in reading order
+  (patch 4 is the centre), ``l.jpg`` the same tiling of the L channel, ``json`` the recipe parameters.
+  The pair (centre, neighbour n) has label ``RELPOS_LABELS[n]`` (0-7, reading order without the centre).
+- ``color``: ``l.jpg`` the L input (S x S), ``bins.png`` a 16-bit PNG of indices into the 313 ab bins at
+  S/4 x S/4, ``ab.npy`` the int8 (S/4, S/4, 2) ab target those bins quantize (for soft encoding),
+  ``json`` (``grayscale`` flag and recipe parameters).
+- ``exemplar``: ``rgb.jpg`` the K views tiled left to right into one (V x K*V) image, ``l.jpg`` the same
+  in L, ``json`` the augmentation parameters of every view.
+- ``motion``: ``rgb.jpg`` the frame, ``l.jpg`` its L channel, ``mask.png`` the 8-bit motion mask
+  (0 or 255), ``json`` per-frame stats.
+
+Lab convention (OpenCV's 8-bit conversion of sRGB, D65): ``L8 = round(L * 255 / 100)`` stored as uint8;
+``a`` and ``b`` stored as int8 real values (OpenCV's uint8 value minus 128).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from importlib import resources
+from typing import Any
+
+import cv2
+import numpy as np
+
+SCHEMA_VERSION = 1
+TASKS = ("relpos", "color", "exemplar", "motion")
+
+MANIFEST_FILE = "manifest.json"
+INDEX_FILE = "index.parquet"
+REJECTS_FILE = "rejects.parquet"
+PLAN_FILE = "plan.json"
+PARTS_DIR = "parts"  # per-shard stats (the done markers), index and reject parts
+
+# Fields written for each task (webdataset "extensions"). Keep in sync with the docstring above.
+TASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "relpos": ("rgb.jpg", "l.jpg", "json"),
+    "color": ("l.jpg", "bins.png", "ab.npy", "json"),
+    "exemplar": ("rgb.jpg", "l.jpg", "json"),
+    "motion": ("rgb.jpg", "l.jpg", "mask.png", "json"),
+}
+
+RELPOS_GRID = 3
+RELPOS_CENTRE = 4
+# Label of the pair (centre, neighbour n) for neighbour n in reading order; the centre has none.
+RELPOS_LABELS = {0: 0, 1: 1, 2: 2, 3: 3, 5: 4, 6: 5, 7: 6, 8: 7}
+NUM_AB_BINS = 313
+COLOR_TARGET_STRIDE = 4  # Zhang et al. predict ab at a quarter of the input resolution.
+
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def shard_name(task: str, index: int) -> str:
+    return f"{task}-{index:06d}.tar"
+
+
+def stats_name(task: str, index: int) -> str:
+    """Per-shard stats file under PARTS_DIR; its presence marks the shard done (written after the tar)."""
+    return f"{task}-{index:06d}.stats.json"
+
+
+def sample_key(source: str, suffix: str = "") -> str:
+    """A dot-free, unique, readable key for a source path (plus an optional suffix such as a frame index).
+
+    Unsafe characters become ``_``; a short hash of the exact path keeps distinct paths distinct.
+    """
+    readable = _KEY_UNSAFE.sub("_", source).strip("_")[-80:]
+    digest = hashlib.sha1(source.encode("utf-8")).hexdigest()[:10]
+    return f"{readable}-{digest}{suffix}"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable hash of a resolved configuration (sorted JSON)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def ab_bins() -> np.ndarray:
+    """The 313 in-gamut ab bin centres of Zhang et al. (int64, shape (313, 2)); see ``assets/NOTICE``."""
+    with resources.files("mtssl.assets").joinpath("pts_in_hull.npy").open("rb") as fh:
+        return np.load(fh, allow_pickle=False)
+
+
+# ---- encodings -------------------------------------------------------------------------------
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+    """Encode an RGB (H, W, 3) or gray (H, W) uint8 image as JPEG (4:2:0 for colour)."""
+    bgr = image[..., ::-1] if image.ndim == 3 else image
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes, gray: bool = False) -> np.ndarray:
+    """Decode JPEG bytes to RGB (H, W, 3) or gray (H, W) uint8; raises ValueError when corrupt."""
+    flag = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if image is None:
+        raise ValueError("corrupt JPEG")
+    return image if gray else image[..., ::-1]
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Lossless PNG of a uint8 or uint16 single-channel image (fixed compression: deterministic)."""
+    if image.dtype not in (np.uint8, np.uint16) or image.ndim != 2:
+        raise ValueError(f"PNG fields hold 2-D uint8/uint16 arrays, got {image.dtype} {image.shape}")
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.ndim != 2:
+        raise ValueError("corrupt or non-single-channel PNG")
+    return image
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    import io
+
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def encode_json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_json(data: bytes) -> dict[str, Any]:
+    return json.loads(data)
+
+
+DECODERS = {
+    "rgb.jpg": decode_jpeg,
+    "l.jpg": lambda data: decode_jpeg(data, gray=True),
+    "bins.png": decode_png,
+    "mask.png": decode_png,
+    "ab.npy": decode_npy,
+    "json": decode_json,
+}
+
+
+def decode_sample(task: str, sample: dict[str, Any]) -> dict[str, Any]:
+    """Decode the raw bytes of one sample (as read from a tar) into numpy arrays and dicts.
+
+    Raises ValueError when a field is missing or fails to decode. Never unpickles.
+    """
+    out: dict[str, Any] = {"__key__": sample.get("__key__")}
+    for field in TASK_FIELDS[task]:
+        if field not in sample:
+            raise ValueError(f"sample {sample.get('__key__')!r} lacks field {field!r}")
+        out[field] = DECODERS[field](sample[field])
+    return out
+
+
+# ---- tilings ---------------------------------------------------------------------------------
+
+
+def tile(images: list[np.ndarray], cols: int) -> np.ndarray:
+    """Tile equally sized images row-major into one image with ``cols`` columns."""
+    rows = [np.concatenate(images[r : r + cols], axis=1) for r in range(0, len(images), cols)]
+    return np.concatenate(rows, axis=0)
+
+
+def untile(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Inverse of :func:`tile`: (rows*h, cols*w, ...) -> (rows*cols, h, w, ...)."""
+    h, w = image.shape[0] // rows, image.shape[1] // cols
+    parts = image.reshape(rows, h, cols, w, *image.shape[2:]).swapaxes(1, 2)
+    return parts.reshape(rows * cols, h, w, *image.shape[2:])

@@ -1,0 +1,96 @@
+"""Assembling a finished build: ``manifest.json`` (written last), the Parquet index and reject list.
+
+The manifest holds everything needed to trust and reuse the set: task, schema version, resolved
+config and its hash, package versions, source and input count, the shard list in the shape that
+``wids`` reads (``url``, ``nsamples``, ``filesize``, ``md5sum``), totals, rejects by reason and the
+task's summaries (the colour set's ab prior). It holds no timestamps, so identical builds give
+identical manifests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mtssl.contract import INDEX_FILE, MANIFEST_FILE, PARTS_DIR, REJECTS_FILE, shard_name, stats_name
+from pipelines.atomic import finish, tmp_path, write_json_atomic
+from pipelines.plan import BuildPlan
+from pipelines.recipes import RECIPES
+from pipelines.shardjob import INDEX_SCHEMA, REJECT_SCHEMA
+
+VERSIONED_PACKAGES = ("mtssl", "numpy", "opencv-python-headless", "pillow", "webdataset", "pyarrow", "ray", "av")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def read_stats(out: Path, task: str, index: int) -> dict[str, Any] | None:
+    """The stats of a finished shard, or None when the shard is not done (or its tar went missing)."""
+    path = out / PARTS_DIR / stats_name(task, index)
+    if not path.exists() or not (out / shard_name(task, index)).exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def concat_parts(out: Path, names: list[str], suffix: str, schema: pa.Schema, target: Path) -> int:
+    tables = [pq.read_table(out / PARTS_DIR / f"{name}.{suffix}.parquet", schema=schema) for name in names]
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    tmp = tmp_path(target)
+    pq.write_table(table, tmp)
+    finish(tmp, target)
+    return table.num_rows
+
+
+def write_manifest(plan: BuildPlan) -> dict[str, Any]:
+    """Check that every shard is done, merge the parts, write the manifest atomically and return it."""
+    out = Path(plan.out)
+    stats = [read_stats(out, plan.task, i) for i in range(plan.num_shards)]
+    missing = [i for i, s in enumerate(stats) if s is None]
+    if missing:
+        raise RuntimeError(f"shards not built yet: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    names = [Path(s["url"]).stem for s in stats]
+    samples = concat_parts(out, names, "index", INDEX_SCHEMA, out / INDEX_FILE)
+    rejected = concat_parts(out, names, "rejects", REJECT_SCHEMA, out / REJECTS_FILE)
+    if samples + rejected != len(plan.sources):
+        raise RuntimeError(f"accounting error: {samples} written + {rejected} rejected != {len(plan.sources)} inputs")
+    rejects = Counter()
+    counts: dict[str, np.ndarray] = {}
+    for s in stats:
+        rejects.update(s["rejects"])
+        for key, value in s["counts"].items():
+            counts[key] = counts.get(key, 0) + np.asarray(value, dtype=np.int64)
+    total_bytes = sum(s["filesize"] for s in stats)
+    manifest = {
+        "__kind__": "wids-shard-index-v1",
+        "wids_version": 1,
+        "name": plan.task,
+        "task": plan.task,
+        "schema_version": plan.config["schema_version"],
+        "config": plan.config,
+        "config_hash": plan.config_hash,
+        "versions": package_versions(),
+        "source": {"root": plan.source_root, "inputs": len(plan.sources), "inputs_hash": plan.inputs_hash},
+        "shardlist": [{k: s[k] for k in ("url", "nsamples", "filesize", "md5sum")} for s in stats],
+        "totals": {
+            "shards": len(stats), "samples": samples, "rejected": rejected, "bytes": total_bytes,
+            "bytes_per_sample": round(total_bytes / samples, 1) if samples else None,
+        },
+        "rejects": dict(sorted(rejects.items())),
+        **RECIPES[plan.task].summarize(counts),
+    }
+    write_json_atomic(out / MANIFEST_FILE, manifest)
+    return manifest

@@ -1,0 +1,112 @@
+"""A build's plan: resolved config, the ordered input list and its deterministic split into shards.
+
+The order is a seeded permutation of the sorted input list (so shards mix classes), cut into
+contiguous runs of ``samples_per_shard`` inputs; shard ``i`` is therefore a pure function of the
+inputs, the seed and the shard size, whichever machine or worker builds it. ``plan.json`` records
+what a rerun must agree with to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtssl.contract import MANIFEST_FILE, PARTS_DIR, PLAN_FILE, SCHEMA_VERSION, config_hash
+from pipelines.atomic import write_json_atomic
+
+
+class PlanMismatch(RuntimeError):
+    """The output folder holds (part of) a build with another config or other inputs."""
+
+
+@dataclass
+class BuildPlan:
+    task: str
+    source_root: str
+    out: str
+    config: dict[str, Any]
+    sources: list[str] = field(repr=False)
+    inputs_hash: str = ""
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+    @property
+    def samples_per_shard(self) -> int:
+        return int(self.config["samples_per_shard"])
+
+    @property
+    def num_shards(self) -> int:
+        return -(-len(self.sources) // self.samples_per_shard)
+
+    def shard_sources(self, index: int) -> list[str]:
+        start = index * self.samples_per_shard
+        return self.sources[start : start + self.samples_per_shard]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "schema_version": SCHEMA_VERSION,
+            "config": self.config,
+            "config_hash": self.config_hash,
+            "inputs": len(self.sources),
+            "inputs_hash": self.inputs_hash,
+            "num_shards": self.num_shards,
+        }
+
+
+def resolve_config(task: str, recipe_config: Any, *, seed: int, samples_per_shard: int,
+                   limit: int | None, max_pixels: int) -> dict[str, Any]:
+    """Everything that determines the bytes of the shards, as plain JSON."""
+    if samples_per_shard < 1:
+        raise ValueError("samples_per_shard must be at least 1")
+    return {
+        "task": task,
+        "schema_version": SCHEMA_VERSION,
+        "recipe": json.loads(json.dumps(asdict(recipe_config))),
+        "seed": seed,
+        "samples_per_shard": samples_per_shard,
+        "limit": limit,
+        "max_pixels": max_pixels,
+    }
+
+
+def order_sources(relpaths: list[str], seed: int, limit: int | None) -> list[str]:
+    """Seeded permutation of the sorted list; ``limit`` keeps its first N (a random subset)."""
+    ordered = sorted(relpaths)
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(len(ordered))
+    chosen = [ordered[i] for i in perm]
+    return chosen if limit is None else chosen[:limit]
+
+
+def prepare_out_dir(plan: BuildPlan, overwrite: bool) -> None:
+    """Create the output folder, or check that what it holds is an earlier run of this same plan."""
+    out = Path(plan.out)
+    plan_path = out / PLAN_FILE
+    if overwrite and out.exists():
+        for path in [*out.glob(f"{plan.task}-*.tar"), out / MANIFEST_FILE, plan_path]:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.tmp"):
+        stale.unlink(missing_ok=True)
+    for stale in (out / PARTS_DIR).glob("*.tmp"):
+        stale.unlink(missing_ok=True)
+    record = plan.record()
+    if plan_path.exists():
+        previous = json.loads(plan_path.read_text())
+        for key, what in (("config_hash", "configuration"), ("inputs_hash", "input list"), ("task", "task")):
+            if previous.get(key) != record[key]:
+                raise PlanMismatch(
+                    f"{out} holds a {previous.get('task')} build with another {what} "
+                    f"({previous.get(key)} != {record[key]}); use another --out, or --overwrite to replace it"
+                )
+    elif any(out.glob("*.tar")):
+        raise PlanMismatch(f"{out} already holds shards without a plan; use another --out or --overwrite")
+    write_json_atomic(plan_path, record)

@@ -1,0 +1,69 @@
+"""Colorization (Zhang, Isola & Efros, ECCV 2016): L input, ab target as indices into the 313 bins.
+
+The target sits at a quarter of the input resolution (Zhang predicts at 1/4). Each set accumulates
+its empirical ab prior (bin histogram over colour images) for class rebalancing at training time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mtssl.contract import COLOR_TARGET_STRIDE, NUM_AB_BINS, encode_jpeg, encode_npy, encode_png
+from pipelines.lab import ab_of, quantize_ab, rgb_to_lab8
+from pipelines.recipes.base import Recipe, RecipeOutput
+
+
+@dataclass(frozen=True)
+class ColorConfig:
+    size: int = 256  # Zhang et al.: 256-px inputs (random 176 crops in training are the trainer's choice)
+    gray_threshold: int = 5  # method.md: images whose |ab| never exceeds 5 are grayscale
+    min_source_side: int = 128  # ours: refuse to upsample a source by more than 2x
+    jpeg_quality: int = 95
+
+
+def resize_short_side(rgb: np.ndarray, side: int) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    scale = side / min(height, width)
+    size = (max(side, round(width * scale)), max(side, round(height * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(rgb, size, interpolation=interp)
+
+
+def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ColorConfig) -> RecipeOutput:
+    resized = resize_short_side(rgb, cfg.size)
+    y = int(rng.integers(0, resized.shape[0] - cfg.size + 1))
+    x = int(rng.integers(0, resized.shape[1] - cfg.size + 1))
+    lab = rgb_to_lab8(np.ascontiguousarray(resized[y : y + cfg.size, x : x + cfg.size]))
+    max_ab = int(np.abs(ab_of(lab).astype(np.int16)).max())
+    grayscale = max_ab <= cfg.gray_threshold
+    side = cfg.size // COLOR_TARGET_STRIDE
+    ab_small = ab_of(cv2.resize(lab, (side, side), interpolation=cv2.INTER_AREA))
+    bins = quantize_ab(ab_small)
+    counts = np.zeros(NUM_AB_BINS, np.int64) if grayscale else np.bincount(bins.ravel(), minlength=NUM_AB_BINS)
+    params = {"crop": [y, x], "resized": list(resized.shape[:2]), "grayscale": grayscale, "max_ab": max_ab}
+    fields = {
+        "l.jpg": encode_jpeg(lab[..., 0], cfg.jpeg_quality),
+        "bins.png": encode_png(bins),
+        "ab.npy": encode_npy(ab_small),
+    }
+    return RecipeOutput(fields=fields, params=params, counts={"ab_counts": counts.astype(np.int64)})
+
+
+def summarize(counts: dict[str, np.ndarray]) -> dict[str, list]:
+    """The set's empirical ab prior (probabilities over the 313 bins) from the summed histogram."""
+    total = counts.get("ab_counts", np.zeros(NUM_AB_BINS, np.int64))
+    prior = total / total.sum() if total.sum() > 0 else np.full(NUM_AB_BINS, 1.0 / NUM_AB_BINS)
+    return {"ab_counts": total.astype(int).tolist(), "ab_prior": [round(float(p), 10) for p in prior]}
+
+
+RECIPE = Recipe(
+    name="color",
+    config_type=ColorConfig,
+    make_sample=make_sample,
+    min_source_side=lambda cfg: cfg.min_source_side,
+    draft_side=lambda cfg: cfg.size,
+    summarize=summarize,
+)

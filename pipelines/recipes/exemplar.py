@@ -1,0 +1,116 @@
+"""Exemplar (Dosovitskiy et al., NIPS 2014): K strongly augmented views of each image.
+
+The ranges follow Dosovitskiy et al. section 3: scale 0.7-1.4, rotation +-20 degrees, translation
+anywhere the crop fits; S and V raised to a power in [0.25, 4], multiplied by [0.7, 1.4] and offset by
+[-0.1, 0.1]; hue offset [-0.1, 0.1] of the circle. Their PCA "contrast 1" is replaced by scaling each
+view's deviations from its mean by [0.5, 2]. Every view's parameters are stored in the sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mtssl.contract import encode_jpeg, tile
+from pipelines.lab import rgb_to_lab8
+from pipelines.recipes.base import Recipe, RecipeOutput
+
+
+@dataclass(frozen=True)
+class ExemplarConfig:
+    views: int = 4  # K views per image (multi-task paper: two are drawn per triplet)
+    view_size: int = 96  # same patch size as relpos, so the trunk sees one input scale
+    base_crop: float = 0.5  # a scale-1 view covers this fraction of the shorter side
+    scale_range: tuple[float, float] = (0.7, 1.4)  # Dosovitskiy: scaling 0.7-1.4
+    max_rotation: float = 20.0  # Dosovitskiy: rotation +-20 degrees
+    contrast_range: tuple[float, float] = (0.5, 2.0)  # ours, in place of the PCA contrast
+    power_range: tuple[float, float] = (0.25, 4.0)  # Dosovitskiy: S, V to a power in 0.25-4
+    gain_range: tuple[float, float] = (0.7, 1.4)  # Dosovitskiy: S, V times 0.7-1.4
+    offset_range: tuple[float, float] = (-0.1, 0.1)  # Dosovitskiy: S, V plus -0.1-0.1
+    hue_range: tuple[float, float] = (-0.1, 0.1)  # Dosovitskiy: hue plus -0.1-0.1 (of the circle)
+    min_source_side: int = 64
+    jpeg_quality: int = 95
+
+    @property
+    def working_side(self) -> int:
+        """Shorter side the source is resized to, so a scale-1 view is sampled ~1:1 (no aliasing)."""
+        return math.ceil(self.view_size / self.base_crop)
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def draw_view_params(height: int, width: int, rng: np.random.Generator, cfg: ExemplarConfig) -> dict:
+    scale = float(rng.uniform(*cfg.scale_range))
+    side = min(cfg.view_size * scale, height, width)
+    half = side / 2
+    return {
+        "centre": [float(rng.uniform(half, height - half)), float(rng.uniform(half, width - half))],
+        "side": float(side),
+        "scale": scale,
+        "rotation": float(rng.uniform(-cfg.max_rotation, cfg.max_rotation)),
+        "contrast": _log_uniform(rng, *cfg.contrast_range),
+        "sat_power": _log_uniform(rng, *cfg.power_range),
+        "val_power": _log_uniform(rng, *cfg.power_range),
+        "sat_gain": float(rng.uniform(*cfg.gain_range)),
+        "val_gain": float(rng.uniform(*cfg.gain_range)),
+        "sat_offset": float(rng.uniform(*cfg.offset_range)),
+        "val_offset": float(rng.uniform(*cfg.offset_range)),
+        "hue_shift": float(rng.uniform(*cfg.hue_range)),
+    }
+
+
+def warp_view(image: np.ndarray, p: dict, size: int) -> np.ndarray:
+    """Sample the rotated square crop described by ``p`` into a (size, size) view."""
+    theta = math.radians(p["rotation"])
+    step = p["side"] / size
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]]) * step
+    centre_xy = np.array([p["centre"][1], p["centre"][0]])
+    offset = centre_xy - rot @ np.full(2, (size - 1) / 2)
+    inverse = np.hstack([rot, offset[:, None]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(image, inverse, (size, size), flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def jitter_colour(view: np.ndarray, p: dict) -> np.ndarray:
+    """Contrast around the view mean, then S/V power-gain-offset and hue shift in HSV."""
+    rgb = view.astype(np.float32) / 255.0
+    mean = rgb.mean(axis=(0, 1), keepdims=True)
+    rgb = np.clip((rgb - mean) * p["contrast"] + mean, 0.0, 1.0)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = np.mod(hsv[..., 0] + 360.0 * p["hue_shift"], 360.0)
+    for channel, key in ((1, "sat"), (2, "val")):
+        adjusted = np.power(hsv[..., channel], p[f"{key}_power"]) * p[f"{key}_gain"] + p[f"{key}_offset"]
+        hsv[..., channel] = np.clip(adjusted, 0.0, 1.0)
+    out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ExemplarConfig) -> RecipeOutput:
+    height, width = rgb.shape[:2]
+    factor = cfg.working_side / min(height, width)
+    work_size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    work = cv2.resize(rgb, work_size, interpolation=interp)
+    params = [draw_view_params(work.shape[0], work.shape[1], rng, cfg) for _ in range(cfg.views)]
+    views = [jitter_colour(warp_view(work, p, cfg.view_size), p) for p in params]
+    strip = tile(views, cfg.views)
+    meta = {"working_size": list(work.shape[:2]), "views": params}
+    fields = {
+        "rgb.jpg": encode_jpeg(strip, cfg.jpeg_quality),
+        "l.jpg": encode_jpeg(rgb_to_lab8(strip)[..., 0], cfg.jpeg_quality),
+    }
+    return RecipeOutput(fields=fields, params=meta)
+
+
+RECIPE = Recipe(
+    name="exemplar",
+    config_type=ExemplarConfig,
+    make_sample=make_sample,
+    min_source_side=lambda cfg: cfg.min_source_side,
+    draft_side=lambda cfg: cfg.working_side,
+)

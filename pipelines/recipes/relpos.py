@@ -1,0 +1,87 @@
+"""Relative position (Doersch, Gupta & Efros, ICCV 2015): a 3x3 grid of jittered patches per image.
+
+Defaults follow the authors' deepcontext code (method.md): resize to a random total area of
+150K-450K pixels, 96-px patches with a 48-px gap, each patch jittered by up to +-7 px, random grid
+origin. All nine patches are stored, so the trainer can draw any of the 8 (centre, neighbour) pairs;
+colour dropping, downsampling and RMS normalisation are training-time input transforms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mtssl.contract import RELPOS_GRID, encode_jpeg, tile
+from pipelines.errors import Reject
+from pipelines.lab import rgb_to_lab8
+from pipelines.recipes.base import Recipe, RecipeOutput
+
+
+@dataclass(frozen=True)
+class RelposConfig:
+    patch: int = 96  # deepcontext: 96x96 patches
+    gap: int = 48  # deepcontext: 48-px gap between patches
+    jitter: int = 7  # deepcontext: up to +-7 px per patch
+    min_area: int = 150_000  # deepcontext: total area 150K-450K pixels
+    max_area: int = 450_000
+    min_source_side: int = 192  # ours: refuse to upsample a source by more than ~2x
+    jpeg_quality: int = 95
+
+    @property
+    def span(self) -> int:
+        """Side of the grid without jitter."""
+        return RELPOS_GRID * self.patch + (RELPOS_GRID - 1) * self.gap
+
+    @property
+    def extent(self) -> int:
+        """Shorter image side the grid needs, jitter included."""
+        return self.span + 2 * self.jitter
+
+
+def choose_scale(height: int, width: int, rng: np.random.Generator, cfg: RelposConfig) -> float:
+    """Random area in [min_area, max_area], raised if needed so that the grid fits."""
+    area = rng.uniform(cfg.min_area, cfg.max_area)
+    scale = math.sqrt(area / (height * width))
+    fit = cfg.extent / min(height, width)
+    if height * width * fit * fit > cfg.max_area * 1.0001:
+        raise Reject("aspect ratio too extreme", f"{width}x{height} cannot hold the grid within max_area")
+    return max(scale, fit)
+
+
+def grid_positions(height: int, width: int, rng: np.random.Generator, cfg: RelposConfig) -> np.ndarray:
+    """(9, 2) int array of patch top-left corners (y, x), in reading order."""
+    step = cfg.patch + cfg.gap
+    y0 = rng.integers(cfg.jitter, height - cfg.span - cfg.jitter + 1)
+    x0 = rng.integers(cfg.jitter, width - cfg.span - cfg.jitter + 1)
+    rows, cols = np.divmod(np.arange(RELPOS_GRID * RELPOS_GRID), RELPOS_GRID)
+    jitter = rng.integers(-cfg.jitter, cfg.jitter + 1, size=(RELPOS_GRID * RELPOS_GRID, 2))
+    return np.stack([y0 + rows * step, x0 + cols * step], axis=1) + jitter
+
+
+def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: RelposConfig) -> RecipeOutput:
+    height, width = rgb.shape[:2]
+    scale = choose_scale(height, width, rng, cfg)
+    size = (max(cfg.extent, round(height * scale)), max(cfg.extent, round(width * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(rgb, (size[1], size[0]), interpolation=interp)
+    positions = grid_positions(size[0], size[1], rng, cfg)
+    patches = [resized[y : y + cfg.patch, x : x + cfg.patch] for y, x in positions]
+    mosaic = tile(patches, RELPOS_GRID)
+    params = {"scale": round(scale, 6), "size": list(size), "positions": positions.tolist()}
+    fields = {
+        "rgb.jpg": encode_jpeg(mosaic, cfg.jpeg_quality),
+        "l.jpg": encode_jpeg(rgb_to_lab8(mosaic)[..., 0], cfg.jpeg_quality),
+    }
+    return RecipeOutput(fields=fields, params=params)
+
+
+RECIPE = Recipe(
+    name="relpos",
+    config_type=RelposConfig,
+    make_sample=make_sample,
+    min_source_side=lambda cfg: cfg.min_source_side,
+    draft_side=lambda cfg: None,
+)

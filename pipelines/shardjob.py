@@ -1,0 +1,136 @@
+"""Building one shard: the unit of work that runs in-process or as a Ray task.
+
+For the inputs of shard ``i``: load each, run the task's recipe, write the samples with webdataset's
+``TarWriter`` (fixed mtime, so identical inputs give identical bytes) to a temporary name, rename it
+into place, then write the shard's index and reject parts and, last, its stats file, which marks the
+shard done. A kill at any point leaves either a finished shard or nothing that a rerun will trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mtssl.contract import PARTS_DIR, encode_json, sample_key, shard_name, stats_name
+from pipelines.atomic import finish, tmp_path, write_json_atomic
+from pipelines.errors import Reject
+from pipelines.imageio import load_rgb
+from pipelines.recipes import RECIPES
+from pipelines.recipes.base import RecipeOutput
+
+TAR_MTIME = 946684800  # 2000-01-01: a fixed member time keeps the bytes reproducible
+INDEX_SCHEMA = pa.schema([
+    ("key", pa.string()), ("shard", pa.int32()), ("source", pa.string()), ("label", pa.string()),
+    ("source_mode", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("params", pa.string()),
+])
+REJECT_SCHEMA = pa.schema([
+    ("source", pa.string()), ("shard", pa.int32()), ("reason", pa.string()), ("detail", pa.string()),
+])
+
+
+@dataclass
+class ShardResult:
+    samples: list[tuple[str, RecipeOutput]] = field(default_factory=list)
+    index_rows: list[dict[str, Any]] = field(default_factory=list)
+    reject_rows: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def sample_rng(seed: int, task: str, source: str) -> np.random.Generator:
+    """Per-sample randomness from (seed, task, source): independent of the shard split and worker."""
+    words = [int.from_bytes(hashlib.sha256(f"{task}\0{source}".encode()).digest()[:8], "little"), seed]
+    return np.random.default_rng(np.random.SeedSequence(words))
+
+
+def make_one(task: str, config: dict[str, Any], root: Path, source: str) -> tuple[RecipeOutput, Any]:
+    recipe = RECIPES[task]
+    cfg = _recipe_config(task, config)
+    image = load_rgb(root / source, max_pixels=config["max_pixels"],
+                     min_side=recipe.min_source_side(cfg), draft_side=recipe.draft_side(cfg))
+    output = recipe.make_sample(image.rgb, sample_rng(config["seed"], task, source), cfg)
+    return output, image
+
+
+def _recipe_config(task: str, config: dict[str, Any]) -> Any:
+    recipe_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in config["recipe"].items()}
+    return RECIPES[task].config_type(**recipe_cfg)
+
+
+def process_sources(task: str, config: dict[str, Any], root: Path, index: int, sources: list[str]) -> ShardResult:
+    """Run the recipe on every source; each ends as a sample or a reject row, never an exception."""
+    result = ShardResult()
+    for source in sources:
+        try:
+            output, image = make_one(task, config, root, source)
+        except Reject as exc:
+            result.reject_rows.append({"source": source, "shard": index, "reason": exc.reason, "detail": exc.detail})
+            continue
+        except Exception as exc:  # a recipe bug must not stop the build: record it with its trace
+            detail = f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)[-400:]}"
+            result.reject_rows.append({"source": source, "shard": index, "reason": "internal error", "detail": detail})
+            continue
+        key = sample_key(source)
+        output.fields["json"] = encode_json({**output.params, "source": source})
+        result.samples.append((key, output))
+        result.index_rows.append({
+            "key": key, "shard": index, "source": source, "label": source.partition("/")[0] if "/" in source else "",
+            "source_mode": image.source_mode, "width": image.source_size[0], "height": image.source_size[1],
+            "params": output.fields["json"].decode(),
+        })
+        for name, value in output.counts.items():
+            result.counts[name] = result.counts.get(name, 0) + value
+    return result
+
+
+def write_tar(path: Path, samples: list[tuple[str, RecipeOutput]]) -> tuple[int, str]:
+    """Write samples with webdataset's TarWriter to a temporary file, move it into place; (size, md5)."""
+    from webdataset import TarWriter  # imported here: it is heavy, and only shard writers need it
+
+    tmp = tmp_path(path)
+    with open(tmp, "wb") as stream, TarWriter(stream, encoder=False, mtime=TAR_MTIME) as writer:
+        for key, output in samples:
+            writer.write({"__key__": key, **output.fields})
+    finish(tmp, path)
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return path.stat().st_size, digest.hexdigest()
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+    tmp = tmp_path(path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+    finish(tmp, path)
+
+
+def build_shard(task: str, config: dict[str, Any], root: str, out: str, index: int,
+                sources: list[str]) -> dict[str, Any]:
+    """Build shard ``index`` from ``sources`` and return its stats (also written as its done marker)."""
+    import cv2
+
+    cv2.setNumThreads(1)  # one worker, one core: OpenCV's own threads would oversubscribe
+    start = time.perf_counter()
+    out_dir, name = Path(out), shard_name(task, index)
+    result = process_sources(task, config, Path(root), index, sources)
+    filesize, md5sum = write_tar(out_dir / name, result.samples)
+    parts = out_dir / PARTS_DIR
+    write_parquet(parts / f"{Path(name).stem}.index.parquet", result.index_rows, INDEX_SCHEMA)
+    write_parquet(parts / f"{Path(name).stem}.rejects.parquet", result.reject_rows, REJECT_SCHEMA)
+    stats = {
+        "shard": index, "url": name, "nsamples": len(result.samples), "filesize": filesize, "md5sum": md5sum,
+        "inputs": len(sources), "rejects": dict(sorted(Counter(r["reason"] for r in result.reject_rows).items())),
+        "counts": {k: np.asarray(v).astype(int).tolist() for k, v in sorted(result.counts.items())},
+        "duration_s": round(time.perf_counter() - start, 3),
+    }
+    write_json_atomic(parts / stats_name(task, index), stats)
+    return stats

@@ -1,0 +1,53 @@
+"""Listing the inputs of a build: every file under an image tree, in a stable order.
+
+Symlinked directories are followed, but a directory already visited (a symlink loop, or two links to
+one folder) is entered once only, so listing always ends. Every listed file is an input: it ends in
+a shard or in the reject list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: its path relative to the tree root (posix) and its class folder."""
+
+    relpath: str
+
+    @property
+    def label(self) -> str:
+        """The class of an ImageNet-layout tree: the first folder (empty for files at the root)."""
+        head, sep, _ = self.relpath.partition("/")
+        return head if sep else ""
+
+
+def list_image_tree(root: Path) -> list[Source]:
+    """All non-hidden files under ``root``, sorted by relative path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    found: list[str] = []
+    visited: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in visited:
+            dirnames.clear()
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = Path(dirpath).relative_to(root)
+        found.extend((rel / name).as_posix() for name in filenames if not name.startswith("."))
+    return [Source(path) for path in sorted(found)]
+
+
+def inputs_hash(relpaths: list[str]) -> str:
+    """Fingerprint of the input list, so a resumed build can tell that its inputs changed."""
+    digest = hashlib.sha256()
+    for relpath in relpaths:
+        digest.update(relpath.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
