@@ -11,19 +11,43 @@ from pipelines.runner import RunReport, run_plan
 from pipelines.sources import inputs_hash, list_image_tree
 
 
-def plan_image_build(task: str, images: Path, out: Path, recipe_config: Any, *, seed: int = 0,
-                     samples_per_shard: int = 1000, limit: int | None = None,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> BuildPlan:
+def plan_image_build(
+    task: str,
+    images: Path,
+    out: Path,
+    recipe_config: Any,
+    *,
+    seed: int = 0,
+    samples_per_shard: int = 1000,
+    limit: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> BuildPlan:
     sources = order_sources([s.relpath for s in list_image_tree(images)], seed, limit)
-    config = resolve_config(task, recipe_config, seed=seed, samples_per_shard=samples_per_shard,
-                            limit=limit, max_pixels=max_pixels)
-    return BuildPlan(task=task, source_root=str(Path(images).resolve()), out=str(out), config=config,
-                     sources=sources, inputs_hash=inputs_hash(sources))
+    config = resolve_config(
+        task, recipe_config, seed=seed, samples_per_shard=samples_per_shard, limit=limit, max_pixels=max_pixels
+    )
+    return BuildPlan(
+        task=task,
+        source_root=str(Path(images).resolve()),
+        out=str(out),
+        config=config,
+        sources=sources,
+        inputs_hash=inputs_hash(sources),
+    )
 
 
-def build_images(task: str, images: Path, out: Path, recipe_config: Any, *, workers: int = 2,
-                 ray_address: str | None = None, overwrite: bool = False, show_progress: bool = True,
-                 **plan_options: Any) -> RunReport:
+def build_images(
+    task: str,
+    images: Path,
+    out: Path,
+    recipe_config: Any,
+    *,
+    workers: int = 2,
+    ray_address: str | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    **plan_options: Any,
+) -> RunReport:
     """Build (or resume) the ``task`` shard set of an image tree."""
     plan = plan_image_build(task, images, out, recipe_config, **plan_options)
     if not plan.sources:

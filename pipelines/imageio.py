@@ -48,8 +48,9 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def load_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
-             draft_side: int | None = None) -> LoadedImage:
+def load_rgb(
+    path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1, draft_side: int | None = None
+) -> LoadedImage:
     """Decode an image file to 8-bit RGB.
 
     ``min_side`` rejects images whose shorter side is smaller. ``draft_side`` lets the JPEG decoder

@@ -86,7 +86,10 @@ def write_manifest(plan: BuildPlan) -> dict[str, Any]:
         "source": {"root": plan.source_root, "inputs": len(plan.sources), "inputs_hash": plan.inputs_hash},
         "shardlist": [{k: s[k] for k in ("url", "nsamples", "filesize", "md5sum")} for s in stats],
         "totals": {
-            "shards": len(stats), "samples": samples, "rejected": rejected, "bytes": total_bytes,
+            "shards": len(stats),
+            "samples": samples,
+            "rejected": rejected,
+            "bytes": total_bytes,
             "bytes_per_sample": round(total_bytes / samples, 1) if samples else None,
         },
         "rejects": dict(sorted(rejects.items())),

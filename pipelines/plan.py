@@ -61,8 +61,9 @@ class BuildPlan:
         }
 
 
-def resolve_config(task: str, recipe_config: Any, *, seed: int, samples_per_shard: int,
-                   limit: int | None, max_pixels: int) -> dict[str, Any]:
+def resolve_config(
+    task: str, recipe_config: Any, *, seed: int, samples_per_shard: int, limit: int | None, max_pixels: int
+) -> dict[str, Any]:
     """Everything that determines the bytes of the shards, as plain JSON."""
     if samples_per_shard < 1:
         raise ValueError("samples_per_shard must be at least 1")

@@ -45,8 +45,9 @@ def init_ray(workers: int, address: str | None) -> float:
         import mtssl
         import pipelines
 
-        ray.init(address=address, runtime_env={"py_modules": [pipelines, mtssl]}, logging_level="ERROR",
-                 log_to_driver=False)
+        ray.init(
+            address=address, runtime_env={"py_modules": [pipelines, mtssl]}, logging_level="ERROR", log_to_driver=False
+        )
     else:
         ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     return time.perf_counter() - start
@@ -62,15 +63,15 @@ def _run_ray(plan: BuildPlan, shards: list[int], advance: Callable[[dict], None]
 
     remote = ray.remote(num_cpus=1, max_retries=2)(build_shard)
     config_ref = ray.put(plan.config)
-    refs = [remote.remote(plan.task, config_ref, plan.source_root, plan.out, i, plan.shard_sources(i))
-            for i in shards]
+    refs = [remote.remote(plan.task, config_ref, plan.source_root, plan.out, i, plan.shard_sources(i)) for i in shards]
     while refs:
         done, refs = ray.wait(refs, num_returns=1)
         advance(ray.get(done[0]))
 
 
-def run_plan(plan: BuildPlan, workers: int = 2, ray_address: str | None = None,
-             show_progress: bool = True) -> RunReport:
+def run_plan(
+    plan: BuildPlan, workers: int = 2, ray_address: str | None = None, show_progress: bool = True
+) -> RunReport:
     """Build every pending shard, then write the manifest."""
     shards = pending_shards(plan)
     skipped = plan.num_shards - len(shards)

@@ -21,11 +21,21 @@ def _photos() -> dict[str, Callable[[], np.ndarray]]:
     from skimage import data
 
     return {
-        "astronaut": data.astronaut, "chelsea": data.chelsea, "coffee": data.coffee,
-        "hubble": data.hubble_deep_field, "immunohistochemistry": data.immunohistochemistry,
-        "retina": data.retina, "rocket": data.rocket, "motorcycle": lambda: data.stereo_motorcycle()[0],
-        "colorwheel": data.colorwheel, "camera": data.camera, "brick": data.brick, "coins": data.coins,
-        "grass": data.grass, "gravel": data.gravel, "moon": data.moon,
+        "astronaut": data.astronaut,
+        "chelsea": data.chelsea,
+        "coffee": data.coffee,
+        "hubble": data.hubble_deep_field,
+        "immunohistochemistry": data.immunohistochemistry,
+        "retina": data.retina,
+        "rocket": data.rocket,
+        "motorcycle": lambda: data.stereo_motorcycle()[0],
+        "colorwheel": data.colorwheel,
+        "camera": data.camera,
+        "brick": data.brick,
+        "coins": data.coins,
+        "grass": data.grass,
+        "gravel": data.gravel,
+        "moon": data.moon,
     }
 
 
@@ -45,8 +55,9 @@ def random_view(photo: np.ndarray, rng: np.random.Generator, short_side: tuple[i
     return cv2.resize(np.ascontiguousarray(crop), size, interpolation=interp)
 
 
-def write_image_sample(out: Path, per_class: int = 24, seed: int = 0,
-                       short_side: tuple[int, int] = (256, 480)) -> list[Path]:
+def write_image_sample(
+    out: Path, per_class: int = 24, seed: int = 0, short_side: tuple[int, int] = (256, 480)
+) -> list[Path]:
     """Write ``out/<photo>/<photo>_NNN.jpg``; returns the written paths (sorted)."""
     written = []
     for class_index, (name, load) in enumerate(sorted(_photos().items())):

@@ -28,13 +28,26 @@ from pipelines.recipes import RECIPES
 from pipelines.recipes.base import RecipeOutput
 
 TAR_MTIME = 946684800  # 2000-01-01: a fixed member time keeps the bytes reproducible
-INDEX_SCHEMA = pa.schema([
-    ("key", pa.string()), ("shard", pa.int32()), ("source", pa.string()), ("label", pa.string()),
-    ("source_mode", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("params", pa.string()),
-])
-REJECT_SCHEMA = pa.schema([
-    ("source", pa.string()), ("shard", pa.int32()), ("reason", pa.string()), ("detail", pa.string()),
-])
+INDEX_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("shard", pa.int32()),
+        ("source", pa.string()),
+        ("label", pa.string()),
+        ("source_mode", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("params", pa.string()),
+    ]
+)
+REJECT_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("shard", pa.int32()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
 
 
 @dataclass
@@ -54,8 +67,12 @@ def sample_rng(seed: int, task: str, source: str) -> np.random.Generator:
 def make_one(task: str, config: dict[str, Any], root: Path, source: str) -> tuple[RecipeOutput, Any]:
     recipe = RECIPES[task]
     cfg = _recipe_config(task, config)
-    image = load_rgb(root / source, max_pixels=config["max_pixels"],
-                     min_side=recipe.min_source_side(cfg), draft_side=recipe.draft_side(cfg))
+    image = load_rgb(
+        root / source,
+        max_pixels=config["max_pixels"],
+        min_side=recipe.min_source_side(cfg),
+        draft_side=recipe.draft_side(cfg),
+    )
     output = recipe.make_sample(image.rgb, sample_rng(config["seed"], task, source), cfg)
     return output, image
 
@@ -81,11 +98,18 @@ def process_sources(task: str, config: dict[str, Any], root: Path, index: int, s
         key = sample_key(source)
         output.fields["json"] = encode_json({**output.params, "source": source})
         result.samples.append((key, output))
-        result.index_rows.append({
-            "key": key, "shard": index, "source": source, "label": source.partition("/")[0] if "/" in source else "",
-            "source_mode": image.source_mode, "width": image.source_size[0], "height": image.source_size[1],
-            "params": output.fields["json"].decode(),
-        })
+        result.index_rows.append(
+            {
+                "key": key,
+                "shard": index,
+                "source": source,
+                "label": source.partition("/")[0] if "/" in source else "",
+                "source_mode": image.source_mode,
+                "width": image.source_size[0],
+                "height": image.source_size[1],
+                "params": output.fields["json"].decode(),
+            }
+        )
         for name, value in output.counts.items():
             result.counts[name] = result.counts.get(name, 0) + value
     return result
@@ -113,8 +137,9 @@ def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> 
     finish(tmp, path)
 
 
-def build_shard(task: str, config: dict[str, Any], root: str, out: str, index: int,
-                sources: list[str]) -> dict[str, Any]:
+def build_shard(
+    task: str, config: dict[str, Any], root: str, out: str, index: int, sources: list[str]
+) -> dict[str, Any]:
     """Build shard ``index`` from ``sources`` and return its stats (also written as its done marker)."""
     import cv2
 
@@ -127,8 +152,13 @@ def build_shard(task: str, config: dict[str, Any], root: str, out: str, index: i
     write_parquet(parts / f"{Path(name).stem}.index.parquet", result.index_rows, INDEX_SCHEMA)
     write_parquet(parts / f"{Path(name).stem}.rejects.parquet", result.reject_rows, REJECT_SCHEMA)
     stats = {
-        "shard": index, "url": name, "nsamples": len(result.samples), "filesize": filesize, "md5sum": md5sum,
-        "inputs": len(sources), "rejects": dict(sorted(Counter(r["reason"] for r in result.reject_rows).items())),
+        "shard": index,
+        "url": name,
+        "nsamples": len(result.samples),
+        "filesize": filesize,
+        "md5sum": md5sum,
+        "inputs": len(sources),
+        "rejects": dict(sorted(Counter(r["reason"] for r in result.reject_rows).items())),
         "counts": {k: np.asarray(v).astype(int).tolist() for k, v in sorted(result.counts.items())},
         "duration_s": round(time.perf_counter() - start, 3),
     }

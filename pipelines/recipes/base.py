@@ -11,9 +11,9 @@ import numpy as np
 
 @dataclass
 class RecipeOutput:
-    """One sample: encoded fields (contract names -> bytes; the build adds ``json``), the parameters that
-    made it (JSON-able, stored as the sample's ``json`` and in the Parquet index) and per-sample counts that the build sums
-    into the manifest (e.g. the colour set's ab histogram)."""
+    """One sample: encoded fields (contract names -> bytes; the build adds ``json``), the parameters
+    that made it (JSON-able, stored as the sample's ``json`` and in the Parquet index) and per-sample
+    counts that the build sums into the manifest (e.g. the colour set's ab histogram)."""
 
     fields: dict[str, bytes]
     params: dict[str, Any]

@@ -1,0 +1,129 @@
+"""Reading a finished shard set back: summary (``info``) and a full integrity check (``verify``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from mtssl.contract import MANIFEST_FILE, REJECTS_FILE, SCHEMA_VERSION, TASKS, decode_sample
+
+
+class ShardSetError(RuntimeError):
+    """The folder is not a readable shard set (no manifest, unknown task or schema)."""
+
+
+def load_manifest(shard_dir: Path) -> dict[str, Any]:
+    path = Path(shard_dir) / MANIFEST_FILE
+    if not path.exists():
+        raise ShardSetError(f"{shard_dir} has no {MANIFEST_FILE}: not a finished shard set (build it, or resume it)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ShardSetError(f"{path} is not valid JSON: {exc}") from exc
+    if manifest.get("task") not in TASKS:
+        raise ShardSetError(f"{path}: unknown task {manifest.get('task')!r}")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ShardSetError(
+            f"{path}: schema version {manifest.get('schema_version')}, this mtssl reads {SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+def reject_table(shard_dir: Path) -> list[dict[str, Any]]:
+    path = Path(shard_dir) / REJECTS_FILE
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
+def iter_tar_samples(path: Path):
+    """Group a tar's members into samples (key -> {field: bytes}), as webdataset does; no decoding."""
+    current: dict[str, Any] | None = None
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            base = member.name.rsplit("/", 1)[-1]
+            key, _, ext = base.partition(".")
+            prefix = member.name[: len(member.name) - len(base)] + key
+            data = tar.extractfile(member).read()
+            if current is None or current["__key__"] != prefix:
+                if current is not None:
+                    yield current
+                current = {"__key__": prefix}
+            current[ext] = data
+    if current is not None:
+        yield current
+
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class VerifyReport:
+    shards: int = 0
+    samples: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_shard(shard_dir: Path, task: str, entry: dict[str, Any]) -> tuple[int, list[str]]:
+    """Checksum, size, sample count and a full decode of one shard; returns (samples, problems)."""
+    path = Path(shard_dir) / entry["url"]
+    if not path.exists():
+        return 0, [f"{entry['url']}: missing"]
+    problems = []
+    if path.stat().st_size != entry["filesize"]:
+        problems.append(f"{entry['url']}: size {path.stat().st_size} != manifest {entry['filesize']}")
+    if md5_file(path) != entry["md5sum"]:
+        problems.append(f"{entry['url']}: md5 mismatch")
+    count = 0
+    try:
+        for sample in iter_tar_samples(path):
+            try:
+                decode_sample(task, sample)
+            except ValueError as exc:
+                problems.append(f"{entry['url']}/{sample['__key__']}: {exc}")
+            count += 1
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        problems.append(f"{entry['url']}: unreadable tar ({exc})")
+    if count != entry["nsamples"]:
+        problems.append(f"{entry['url']}: {count} samples, manifest says {entry['nsamples']}")
+    return count, problems
+
+
+def summarize_rejects(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return dict(Counter(r["reason"] for r in rows).most_common())
+
+
+def verify_set(shard_dir: Path, on_shard=None) -> VerifyReport:
+    """Verify every shard listed in the manifest; also flag tars in the folder the manifest lacks."""
+    manifest = load_manifest(shard_dir)
+    report = VerifyReport()
+    listed = {entry["url"] for entry in manifest["shardlist"]}
+    for entry in manifest["shardlist"]:
+        count, problems = verify_shard(shard_dir, manifest["task"], entry)
+        report.shards += 1
+        report.samples += count
+        report.problems.extend(problems)
+        if on_shard is not None:
+            on_shard(entry)
+    report.problems.extend(
+        f"{p.name}: not in the manifest" for p in sorted(Path(shard_dir).glob("*.tar")) if p.name not in listed
+    )
+    if report.samples != manifest["totals"]["samples"]:
+        report.problems.append(f"{report.samples} samples in total, manifest says {manifest['totals']['samples']}")
+    return report

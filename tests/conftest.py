@@ -1,0 +1,31 @@
+"""Shared fixtures: a small embedded-sample image tree and one local Ray session for the whole run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded sample with 3 images per photo (45 JPEGs in 15 class folders)."""
+    from pipelines.sample import write_image_sample
+
+    root = tmp_path_factory.mktemp("sample") / "images"
+    write_image_sample(root, per_class=3, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray with 2 worker CPUs, shared by every test that needs it (start-up costs seconds)."""
+    ray = pytest.importorskip("ray")
+    from pipelines.runner import init_ray
+
+    init_ray(workers=2, address=None)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,73 @@
+import cv2
+import numpy as np
+import pytest
+
+from mtssl.contract import RELPOS_CENTRE, RELPOS_LABELS, decode_jpeg, untile
+from pipelines.errors import Reject
+from pipelines.recipes.relpos import RelposConfig, choose_scale, grid_positions, make_sample
+
+CFG = RelposConfig()
+
+
+def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.resize(rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8), (width, height))
+
+
+def test_labels_are_reading_order_without_the_centre():
+    assert RELPOS_CENTRE == 4
+    assert [RELPOS_LABELS[n] for n in (0, 1, 2, 3, 5, 6, 7, 8)] == list(range(8))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_grid_geometry_in_reading_order(seed):
+    rng = np.random.default_rng(seed)
+    pos = grid_positions(500, 640, rng, CFG)
+    step = CFG.patch + CFG.gap
+    assert pos.shape == (9, 2)
+    base = np.array([[r * step, c * step] for r in range(3) for c in range(3)])
+    jitter = (pos - base) - (pos - base)[4]  # relative to the centre's offset
+    assert np.all(np.abs(jitter) <= 2 * CFG.jitter)
+    # rows go down, columns go right, in reading order
+    assert np.all(pos[3:6, 0] > pos[0:3, 0]) and np.all(pos[6:9, 0] > pos[3:6, 0])
+    assert np.all(pos[1::3, 1] > pos[0::3, 1]) and np.all(pos[2::3, 1] > pos[1::3, 1])
+    # every patch lies inside the image and patches never overlap (gap 48 > 2 * jitter)
+    assert pos.min() >= 0 and np.all(pos[:, 0] + CFG.patch <= 500) and np.all(pos[:, 1] + CFG.patch <= 640)
+    gaps = np.diff(pos.reshape(3, 3, 2)[:, :, 1], axis=1) - CFG.patch
+    assert gaps.min() >= CFG.gap - 2 * CFG.jitter
+
+
+@pytest.mark.parametrize("shape", [(375, 500), (480, 640), (1200, 1600), (300, 300)])
+def test_resize_area_within_range_or_raised_to_fit(shape):
+    for seed in range(30):
+        scale = choose_scale(*shape, np.random.default_rng(seed), CFG)
+        area = shape[0] * shape[1] * scale * scale
+        assert area <= CFG.max_area * 1.001
+        assert min(shape) * scale >= CFG.extent - 1e-6
+        assert area >= CFG.min_area * 0.999 or np.isclose(min(shape) * scale, CFG.extent)
+
+
+def test_extreme_aspect_is_rejected():
+    with pytest.raises(Reject, match="aspect"):
+        choose_scale(200, 2000, np.random.default_rng(0), CFG)
+
+
+def test_patches_are_crops_of_the_resized_image():
+    image = textured(400, 520)
+    out = make_sample(image, np.random.default_rng(3), CFG)
+    params = out.params
+    resized = cv2.resize(image, (params["size"][1], params["size"][0]), interpolation=cv2.INTER_LINEAR)
+    patches = untile(decode_jpeg(out.fields["rgb.jpg"]), 3, 3)
+    assert patches.shape == (9, 96, 96, 3)
+    for patch, (y, x) in zip(patches, params["positions"], strict=True):
+        expected = resized[y : y + 96, x : x + 96].astype(int)
+        assert np.abs(patch.astype(int) - expected).mean() < 4  # JPEG q95 error only
+    gray = untile(decode_jpeg(out.fields["l.jpg"], gray=True), 3, 3)
+    assert gray.shape == (9, 96, 96)
+
+
+def test_same_rng_same_bytes():
+    image = textured(450, 600)
+    a = make_sample(image, np.random.default_rng(7), CFG)
+    b = make_sample(image, np.random.default_rng(7), CFG)
+    assert a.fields == b.fields
