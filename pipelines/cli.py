@@ -171,7 +171,7 @@ def build_exemplar(
 def sample(
     out: Annotated[Path, typer.Option("--out", help="Folder for the sample data.")] = Path("data/sample"),
     per_class: Annotated[int, typer.Option(help="Images per photo (class).", min=1)] = 24,
-    seed: Seed = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random crops.")] = 0,
 ) -> None:
     """Write the embedded sample: an image tree cut from scikit-image's photographs (no download)."""
     from pipelines.sample import write_image_sample
