@@ -30,13 +30,19 @@ def ab_of(lab8: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def nearest_bin_table() -> np.ndarray:
-    """(256, 256) uint16: entry [a + 128, b + 128] is the index of the nearest ab bin centre."""
+    """(256, 256) uint16: entry [a + 128, b + 128] is the index of the nearest ab bin centre.
+
+    Squared distances are expanded as |g|^2 - 2 g.c + |c|^2; with integer inputs every term is exact
+    in float64, so ties resolve exactly as a brute-force argmin would (lowest index).
+    """
     centres = ab_bins().astype(np.float64)
     values = np.arange(-128, 128, dtype=np.float64)
-    a, b = np.meshgrid(values, values, indexing="ij")
-    grid = np.stack([a.ravel(), b.ravel()], axis=1)
-    dist = ((grid[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
-    return dist.argmin(axis=1).astype(np.uint16).reshape(256, 256)
+    table = np.empty((256, 256), np.uint16)
+    for row, a in enumerate(values):  # one a value at a time keeps the temporaries small
+        grid = np.stack([np.full(256, a), values], axis=1)
+        dist = (grid**2).sum(1)[:, None] - 2 * grid @ centres.T + (centres**2).sum(1)[None, :]
+        table[row] = dist.argmin(axis=1)
+    return table
 
 
 def quantize_ab(ab: np.ndarray) -> np.ndarray:
