@@ -26,11 +26,11 @@ class Source:
         return head if sep else ""
 
 
-def list_image_tree(root: Path) -> list[Source]:
-    """All non-hidden files under ``root``, sorted by relative path."""
+def walk_files(root: Path) -> list[str]:
+    """Relative posix paths of all non-hidden files under ``root``, sorted; safe against symlink loops."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise FileNotFoundError(f"folder not found: {root}")
     found: list[str] = []
     visited: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -42,7 +42,12 @@ def list_image_tree(root: Path) -> list[Source]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = Path(dirpath).relative_to(root)
         found.extend((rel / name).as_posix() for name in filenames if not name.startswith("."))
-    return [Source(path) for path in sorted(found)]
+    return sorted(found)
+
+
+def list_image_tree(root: Path) -> list[Source]:
+    """All non-hidden files under ``root``, sorted by relative path: each one is an input."""
+    return [Source(path) for path in walk_files(root)]
 
 
 def inputs_hash(relpaths: list[str]) -> str:
