@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.imageio import DEFAULT_MAX_PIXELS
-from pipelines.plan import BuildPlan, order_sources, prepare_out_dir, resolve_config
+from pipelines.plan import BuildPlan, chunk_bounds, order_sources, prepare_out_dir, resolve_config
 from pipelines.runner import RunReport, run_plan
 from pipelines.sources import inputs_hash, list_image_tree
 
@@ -31,7 +31,9 @@ def plan_image_build(
         source_root=str(Path(images).resolve()),
         out=str(out),
         config=config,
-        sources=sources,
+        units=sources,
+        bounds=chunk_bounds(len(sources), samples_per_shard),
+        inputs=len(sources),
         inputs_hash=inputs_hash(sources),
     )
 
@@ -50,7 +52,7 @@ def build_images(
 ) -> RunReport:
     """Build (or resume) the ``task`` shard set of an image tree."""
     plan = plan_image_build(task, images, out, recipe_config, **plan_options)
-    if not plan.sources:
+    if not plan.units:
         raise ValueError(f"no input files under {images}")
     prepare_out_dir(plan, overwrite)
     return run_plan(plan, workers=workers, ray_address=ray_address, show_progress=show_progress)

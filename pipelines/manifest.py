@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mtssl.contract import INDEX_FILE, MANIFEST_FILE, PARTS_DIR, REJECTS_FILE, shard_name, stats_name
 from pipelines.atomic import finish, tmp_path, write_json_atomic
 from pipelines.plan import BuildPlan
-from pipelines.recipes import RECIPES
-from pipelines.shardjob import INDEX_SCHEMA, REJECT_SCHEMA
+from pipelines.shardjob import INDEX_SCHEMA, REJECT_SCHEMA, summarize_counts, unit_source
 
 VERSIONED_PACKAGES = ("mtssl", "numpy", "opencv-python-headless", "pillow", "webdataset", "pyarrow", "ray", "av")
 
@@ -46,13 +46,29 @@ def read_stats(out: Path, task: str, index: int) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
-def concat_parts(out: Path, names: list[str], suffix: str, schema: pa.Schema, target: Path) -> int:
+def concat_parts(out: Path, names: list[str], suffix: str, schema: pa.Schema, target: Path) -> pa.Table:
     tables = [pq.read_table(out / PARTS_DIR / f"{name}.{suffix}.parquet", schema=schema) for name in names]
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     tmp = tmp_path(target)
     pq.write_table(table, tmp)
     finish(tmp, target)
-    return table.num_rows
+    return table
+
+
+def check_accounting(plan: BuildPlan, index: pa.Table, rejects: pa.Table) -> None:
+    """Every input ends in a shard or in the reject list; an image ends in exactly one of them."""
+    expected = {unit_source(u) for u in plan.units}
+    seen = set(index.column("source").to_pylist()) | set(rejects.column("source").to_pylist())
+    if seen != expected:
+        lost = sorted(expected - seen)[:5]
+        raise RuntimeError(f"accounting error: inputs neither written nor rejected: {lost}")
+    if plan.config.get("source_kind", "images") == "images" and index.num_rows + rejects.num_rows != plan.inputs:
+        raise RuntimeError(f"accounting error: {index.num_rows} + {rejects.num_rows} rows for {plan.inputs} inputs")
+
+
+def _reason_counts(rejects: pa.Table, kind: str) -> dict[str, int]:
+    rows = rejects.filter(pc.equal(rejects.column("kind"), kind)).column("reason").to_pylist()
+    return dict(sorted(Counter(rows).items()))
 
 
 def write_manifest(plan: BuildPlan) -> dict[str, Any]:
@@ -63,17 +79,15 @@ def write_manifest(plan: BuildPlan) -> dict[str, Any]:
     if missing:
         raise RuntimeError(f"shards not built yet: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
     names = [Path(s["url"]).stem for s in stats]
-    samples = concat_parts(out, names, "index", INDEX_SCHEMA, out / INDEX_FILE)
-    rejected = concat_parts(out, names, "rejects", REJECT_SCHEMA, out / REJECTS_FILE)
-    if samples + rejected != len(plan.sources):
-        raise RuntimeError(f"accounting error: {samples} written + {rejected} rejected != {len(plan.sources)} inputs")
-    rejects = Counter()
+    index = concat_parts(out, names, "index", INDEX_SCHEMA, out / INDEX_FILE)
+    rejects = concat_parts(out, names, "rejects", REJECT_SCHEMA, out / REJECTS_FILE)
+    check_accounting(plan, index, rejects)
     counts: dict[str, np.ndarray] = {}
     for s in stats:
-        rejects.update(s["rejects"])
         for key, value in s["counts"].items():
             counts[key] = counts.get(key, 0) + np.asarray(value, dtype=np.int64)
-    total_bytes = sum(s["filesize"] for s in stats)
+    rejected, filtered = _reason_counts(rejects, "rejected"), _reason_counts(rejects, "filtered")
+    total_bytes, samples = sum(s["filesize"] for s in stats), index.num_rows
     manifest = {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,
@@ -83,17 +97,19 @@ def write_manifest(plan: BuildPlan) -> dict[str, Any]:
         "config": plan.config,
         "config_hash": plan.config_hash,
         "versions": package_versions(),
-        "source": {"root": plan.source_root, "inputs": len(plan.sources), "inputs_hash": plan.inputs_hash},
+        "source": {"root": plan.source_root, "inputs": plan.inputs, "inputs_hash": plan.inputs_hash},
         "shardlist": [{k: s[k] for k in ("url", "nsamples", "filesize", "md5sum")} for s in stats],
         "totals": {
             "shards": len(stats),
             "samples": samples,
-            "rejected": rejected,
+            "rejected": sum(rejected.values()),
+            "filtered": sum(filtered.values()),
             "bytes": total_bytes,
             "bytes_per_sample": round(total_bytes / samples, 1) if samples else None,
         },
-        "rejects": dict(sorted(rejects.items())),
-        **RECIPES[plan.task].summarize(counts),
+        "rejects": rejected,
+        "filtered": filtered,
+        **summarize_counts(plan.task, counts),
     }
     write_json_atomic(out / MANIFEST_FILE, manifest)
     return manifest

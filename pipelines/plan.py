@@ -26,28 +26,29 @@ class PlanMismatch(RuntimeError):
 
 @dataclass
 class BuildPlan:
+    """What to build: the work units (image paths, or video segments) and how they split into shards."""
+
     task: str
     source_root: str
     out: str
     config: dict[str, Any]
-    sources: list[str] = field(repr=False)
+    units: list[Any] = field(repr=False)
+    bounds: list[tuple[int, int]] = field(repr=False)  # shard i holds units[bounds[i][0]:bounds[i][1]]
+    inputs: int = 0  # source files and folders the units come from (each image is one unit)
     inputs_hash: str = ""
+    unit_name: str = "img"
 
     @property
     def config_hash(self) -> str:
         return config_hash(self.config)
 
     @property
-    def samples_per_shard(self) -> int:
-        return int(self.config["samples_per_shard"])
-
-    @property
     def num_shards(self) -> int:
-        return -(-len(self.sources) // self.samples_per_shard)
+        return len(self.bounds)
 
-    def shard_sources(self, index: int) -> list[str]:
-        start = index * self.samples_per_shard
-        return self.sources[start : start + self.samples_per_shard]
+    def shard_units(self, index: int) -> list[Any]:
+        start, stop = self.bounds[index]
+        return self.units[start:stop]
 
     def record(self) -> dict[str, Any]:
         return {
@@ -55,10 +56,28 @@ class BuildPlan:
             "schema_version": SCHEMA_VERSION,
             "config": self.config,
             "config_hash": self.config_hash,
-            "inputs": len(self.sources),
+            "inputs": self.inputs,
             "inputs_hash": self.inputs_hash,
             "num_shards": self.num_shards,
         }
+
+
+def chunk_bounds(count: int, size: int) -> list[tuple[int, int]]:
+    """Consecutive runs of ``size`` units (the last one shorter)."""
+    return [(start, min(count, start + size)) for start in range(0, count, size)]
+
+
+def pack_bounds(weights: list[int], capacity: int) -> list[tuple[int, int]]:
+    """Consecutive runs whose summed weight stays within ``capacity`` (a heavier unit gets a run alone)."""
+    bounds, start, load = [], 0, 0
+    for i, weight in enumerate(weights):
+        if i > start and load + weight > capacity:
+            bounds.append((start, i))
+            start, load = i, 0
+        load += weight
+    if start < len(weights):
+        bounds.append((start, len(weights)))
+    return bounds
 
 
 def resolve_config(

@@ -55,7 +55,7 @@ def init_ray(workers: int, address: str | None) -> float:
 
 def _run_local(plan: BuildPlan, shards: list[int], advance: Callable[[dict], None]) -> None:
     for index in shards:
-        advance(build_shard(plan.task, plan.config, plan.source_root, plan.out, index, plan.shard_sources(index)))
+        advance(build_shard(plan.task, plan.config, plan.source_root, plan.out, index, plan.shard_units(index)))
 
 
 def _run_ray(plan: BuildPlan, shards: list[int], advance: Callable[[dict], None]) -> None:
@@ -63,7 +63,7 @@ def _run_ray(plan: BuildPlan, shards: list[int], advance: Callable[[dict], None]
 
     remote = ray.remote(num_cpus=1, max_retries=2)(build_shard)
     config_ref = ray.put(plan.config)
-    refs = [remote.remote(plan.task, config_ref, plan.source_root, plan.out, i, plan.shard_sources(i)) for i in shards]
+    refs = [remote.remote(plan.task, config_ref, plan.source_root, plan.out, i, plan.shard_units(i)) for i in shards]
     while refs:
         done, refs = ray.wait(refs, num_returns=1)
         advance(ray.get(done[0]))
@@ -78,8 +78,8 @@ def run_plan(
     ray_startup = init_ray(workers, ray_address) if shards and (workers > 0 or ray_address) else 0.0
     start = time.perf_counter()
     with make_progress(disable=not show_progress) as progress:
-        total = sum(len(plan.shard_sources(i)) for i in shards)
-        bar = progress.add_task(f"build {plan.task}", total=total, unit="img")
+        total = sum(len(plan.shard_units(i)) for i in shards)
+        bar = progress.add_task(f"build {plan.task}", total=total, unit=plan.unit_name)
 
         def advance(stats: dict) -> None:
             progress.advance(bar, stats["inputs"])

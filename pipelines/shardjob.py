@@ -25,7 +25,7 @@ from pipelines.atomic import finish, tmp_path, write_json_atomic
 from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
 from pipelines.recipes import RECIPES
-from pipelines.recipes.base import RecipeOutput
+from pipelines.recipes.base import RecipeOutput, from_plain
 
 TAR_MTIME = 946684800  # 2000-01-01: a fixed member time keeps the bytes reproducible
 INDEX_SCHEMA = pa.schema(
@@ -33,6 +33,7 @@ INDEX_SCHEMA = pa.schema(
         ("key", pa.string()),
         ("shard", pa.int32()),
         ("source", pa.string()),
+        ("frame", pa.int32()),  # frame index for video tasks, -1 for images
         ("label", pa.string()),
         ("source_mode", pa.string()),
         ("width", pa.int32()),
@@ -44,6 +45,8 @@ REJECT_SCHEMA = pa.schema(
     [
         ("source", pa.string()),
         ("shard", pa.int32()),
+        ("frame", pa.int32()),  # the frame a filtered or failed row is about, -1 for a whole input
+        ("kind", pa.string()),  # "rejected" (unusable input) or "filtered" (a frame the task's filter drops)
         ("reason", pa.string()),
         ("detail", pa.string()),
     ]
@@ -57,6 +60,34 @@ class ShardResult:
     reject_rows: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def reject(
+        self, source: str, shard: int, reason: str, detail: str = "", frame: int = -1, kind: str = "rejected"
+    ) -> None:
+        self.reject_rows.append(
+            {"source": source, "shard": shard, "frame": frame, "kind": kind, "reason": reason, "detail": detail}
+        )
+
+    def add(self, key: str, output: RecipeOutput, row: dict[str, Any]) -> None:
+        self.samples.append((key, output))
+        self.index_rows.append({"key": key, "frame": -1, **row, "params": output.fields["json"].decode()})
+        for name, value in output.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + value
+
+
+def unit_source(unit: Any) -> str:
+    """The input a work unit comes from: an image path, or a video segment's video."""
+    return unit if isinstance(unit, str) else unit["source"]
+
+
+def label_of(source: str) -> str:
+    """The class folder of an ImageNet-layout path (empty at the root)."""
+    head, sep, _ = source.partition("/")
+    return head if sep else ""
+
+
+def internal_error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)[-400:]}"
+
 
 def sample_rng(seed: int, task: str, source: str) -> np.random.Generator:
     """Per-sample randomness from (seed, task, source): independent of the shard split and worker."""
@@ -66,7 +97,7 @@ def sample_rng(seed: int, task: str, source: str) -> np.random.Generator:
 
 def make_one(task: str, config: dict[str, Any], root: Path, source: str) -> tuple[RecipeOutput, Any]:
     recipe = RECIPES[task]
-    cfg = _recipe_config(task, config)
+    cfg = recipe_config(task, config)
     image = load_rgb(
         root / source,
         max_pixels=config["max_pixels"],
@@ -77,42 +108,46 @@ def make_one(task: str, config: dict[str, Any], root: Path, source: str) -> tupl
     return output, image
 
 
-def _recipe_config(task: str, config: dict[str, Any]) -> Any:
-    recipe_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in config["recipe"].items()}
-    return RECIPES[task].config_type(**recipe_cfg)
+def recipe_config(task: str, config: dict[str, Any]) -> Any:
+    return from_plain(RECIPES[task].config_type, config["recipe"])
 
 
-def process_sources(task: str, config: dict[str, Any], root: Path, index: int, sources: list[str]) -> ShardResult:
-    """Run the recipe on every source; each ends as a sample or a reject row, never an exception."""
+def process_images(task: str, config: dict[str, Any], root: Path, index: int, sources: list[str]) -> ShardResult:
+    """Run the recipe on every image; each ends as a sample or a reject row, never an exception."""
     result = ShardResult()
     for source in sources:
         try:
             output, image = make_one(task, config, root, source)
         except Reject as exc:
-            result.reject_rows.append({"source": source, "shard": index, "reason": exc.reason, "detail": exc.detail})
+            result.reject(source, index, exc.reason, exc.detail)
             continue
         except Exception as exc:  # a recipe bug must not stop the build: record it with its trace
-            detail = f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)[-400:]}"
-            result.reject_rows.append({"source": source, "shard": index, "reason": "internal error", "detail": detail})
+            result.reject(source, index, "internal error", internal_error(exc))
             continue
-        key = sample_key(source)
         output.fields["json"] = encode_json({**output.params, "source": source})
-        result.samples.append((key, output))
-        result.index_rows.append(
-            {
-                "key": key,
-                "shard": index,
-                "source": source,
-                "label": source.partition("/")[0] if "/" in source else "",
-                "source_mode": image.source_mode,
-                "width": image.source_size[0],
-                "height": image.source_size[1],
-                "params": output.fields["json"].decode(),
-            }
-        )
-        for name, value in output.counts.items():
-            result.counts[name] = result.counts.get(name, 0) + value
+        row = {
+            "shard": index,
+            "source": source,
+            "label": label_of(source),
+            "source_mode": image.source_mode,
+            "width": image.source_size[0],
+            "height": image.source_size[1],
+        }
+        result.add(sample_key(source), output, row)
     return result
+
+
+def process_units(task: str, config: dict[str, Any], root: Path, index: int, units: list[Any]) -> ShardResult:
+    if config.get("source_kind", "images") == "videos":
+        from pipelines.recipes.motion import process_segments
+
+        return process_segments(config, root, index, units)
+    return process_images(task, config, root, index, units)
+
+
+def summarize_counts(task: str, counts: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Task summaries for the manifest (the colour set's ab prior); video tasks have none."""
+    return RECIPES[task].summarize(counts) if task in RECIPES else {}
 
 
 def write_tar(path: Path, samples: list[tuple[str, RecipeOutput]]) -> tuple[int, str]:
@@ -137,16 +172,14 @@ def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> 
     finish(tmp, path)
 
 
-def build_shard(
-    task: str, config: dict[str, Any], root: str, out: str, index: int, sources: list[str]
-) -> dict[str, Any]:
-    """Build shard ``index`` from ``sources`` and return its stats (also written as its done marker)."""
+def build_shard(task: str, config: dict[str, Any], root: str, out: str, index: int, units: list[Any]) -> dict[str, Any]:
+    """Build shard ``index`` from its work units and return its stats (also written as its done marker)."""
     import cv2
 
     cv2.setNumThreads(1)  # one worker, one core: OpenCV's own threads would oversubscribe
     start = time.perf_counter()
     out_dir, name = Path(out), shard_name(task, index)
-    result = process_sources(task, config, Path(root), index, sources)
+    result = process_units(task, config, Path(root), index, units)
     filesize, md5sum = write_tar(out_dir / name, result.samples)
     parts = out_dir / PARTS_DIR
     write_parquet(parts / f"{Path(name).stem}.index.parquet", result.index_rows, INDEX_SCHEMA)
@@ -157,8 +190,9 @@ def build_shard(
         "nsamples": len(result.samples),
         "filesize": filesize,
         "md5sum": md5sum,
-        "inputs": len(sources),
-        "rejects": dict(sorted(Counter(r["reason"] for r in result.reject_rows).items())),
+        "inputs": len(units),
+        "rejects": dict(sorted(Counter(r["reason"] for r in result.reject_rows if r["kind"] == "rejected").items())),
+        "filtered": dict(sorted(Counter(r["reason"] for r in result.reject_rows if r["kind"] == "filtered").items())),
         "counts": {k: np.asarray(v).astype(int).tolist() for k, v in sorted(result.counts.items())},
         "duration_s": round(time.perf_counter() - start, 3),
     }

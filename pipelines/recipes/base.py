@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,3 +32,19 @@ class Recipe:
     min_source_side: Callable[[Any], int]
     draft_side: Callable[[Any], int | None]
     summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]] = lambda counts: {}
+
+
+def from_plain(config_type: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (possibly nested) frozen config dataclass from its JSON form (lists back to tuples)."""
+    hints = typing.get_type_hints(config_type)
+    values = {}
+    for f in dataclasses.fields(config_type):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_plain(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return config_type(**values)
