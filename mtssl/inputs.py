@@ -1,0 +1,175 @@
+"""Input modes: stored uint8 samples -> float tensors ready for the trunk, as cheap per-pixel tensor ops.
+
+Everything here runs on whatever device the batch is on (the GPU in training), batched, with no Python
+loop over pixels. Two modes (src: method.md, "Input harmonization"):
+
+- ``harmonized``: every task sees the L channel (the trunk has one input channel);
+- ``native``: relative position sees colour-dropped RGB patches, colorization sees L, exemplar and motion
+  see RGB (the trunk has three input channels; L is repeated over them).
+
+Normalisation:
+
+- RGB: 0-255 minus the ImageNet mean ``IMAGENET_MEAN`` (src: the released model's input convention).
+- L: the stored ``L8 = L * 255 / 100`` minus 127.5, i.e. Zhang et al.'s ``L - 50`` (src: their released
+  colorization model centres L at 50) expressed in the same 0-255 units as the RGB input.
+- Relative-position patches are normalised per patch instead (src: deepcontext ``prep_image``): the kept
+  channel (or L) loses its mean, dropped channels become uniform noise in [-0.5, 0.5], and the patch is
+  divided by its RMS and scaled by 50.
+
+Batch layout (what the trainer hands over, see :func:`batch_from_samples`): images NCHW uint8 (``rgb``
+(N,3,H,W), ``l`` (N,1,H,W), ``mask`` (N,1,H,W) 0/255), ``bins`` (N,h,w) int64, ``ab`` (N,2,h,w) int8,
+``grayscale`` (N,) bool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MODES = ("harmonized", "native")
+IMAGENET_MEAN = (123.68, 116.779, 103.939)  # src: released model, 0-255 RGB minus this mean
+L_MEAN = 127.5  # src: Zhang et al. subtract 50 from L in 0-100; 50 * 255 / 100 in stored L8 units
+RMS_SCALE = 50.0  # src: deepcontext prep_image, "scale by 50 so the variance is roughly AlexNet's"
+NOISE_AMPLITUDE = 1.0  # src: deepcontext prep_image, dropped channels = uniform(0, 1) - 0.5
+
+# Contract field -> batch key.
+BATCH_KEYS = {"rgb.jpg": "rgb", "l.jpg": "l", "bins.png": "bins", "ab.npy": "ab", "mask.png": "mask"}
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"input mode must be one of {MODES}, got {mode!r}")
+    return mode
+
+
+def input_channels(mode: str) -> int:
+    """Trunk input channels for a mode: 1 (L) when harmonized, 3 (RGB) when native."""
+    return 1 if check_mode(mode) == "harmonized" else 3
+
+
+def rgb_input(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB (N,3,H,W) -> float, 0-255 minus the ImageNet mean."""
+    mean = torch.tensor(IMAGENET_MEAN, device=rgb.device).view(1, 3, 1, 1)
+    return rgb.float() - mean
+
+
+def l_input(l8: torch.Tensor) -> torch.Tensor:
+    """uint8 L8 (N,1,H,W) -> float, L8 minus 127.5."""
+    return l8.float() - L_MEAN
+
+
+def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Repeat a 1-channel input over 3 channels when the trunk takes RGB; refuse to drop colour."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1:
+        return x.expand(-1, channels, -1, -1)
+    raise ValueError(f"cannot feed a {x.shape[1]}-channel input to a {channels}-channel trunk")
+
+
+def rms_normalize(x: torch.Tensor, scale: float = RMS_SCALE, eps: float = 1e-6) -> torch.Tensor:
+    """Divide each sample (over C,H,W) by its root mean square and multiply by ``scale``."""
+    rms = x.square().mean(dim=(1, 2, 3), keepdim=True).sqrt()
+    return x / rms.clamp_min(eps) * scale
+
+
+def color_drop(
+    rgb: torch.Tensor, noise: float = NOISE_AMPLITUDE, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Keep one random channel per sample (mean removed); replace the other two by uniform noise.
+
+    ``rgb`` is float (N,3,H,W) in 0-255 units; the noise is uniform in ``[-noise/2, noise/2]``
+    (src: deepcontext prep_image, against chromatic aberration; Doersch et al. 2015, Sec. 3).
+    """
+    n = rgb.shape[0]
+    keep = torch.randint(0, 3, (n,), device=rgb.device, generator=generator)
+    out = (torch.rand(rgb.shape, device=rgb.device, generator=generator) - 0.5) * noise
+    chosen = rgb[torch.arange(n, device=rgb.device), keep]
+    out[torch.arange(n, device=rgb.device), keep] = chosen - chosen.mean(dim=(1, 2), keepdim=True)
+    return out
+
+
+def random_downsample(
+    x: torch.Tensor, prob: float, min_side: int = 10, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """With probability ``prob`` per sample, shrink to a random side in [min_side, P-1] and resize back.
+
+    The side is drawn so the pixel count is uniform (src: deepcontext prep_image: prob .33, as little as
+    100 pixels). ``x`` is float (N,C,P,P); area averaging down, bilinear up; one resize pair per distinct
+    side, so at most P - min_side pairs per call whatever the batch size.
+    """
+    if prob <= 0:
+        return x
+    n, size = x.shape[0], x.shape[-1]
+    chosen = torch.rand(n, generator=generator, device=x.device) < prob
+    areas = torch.rand(n, generator=generator, device=x.device) * ((size - 1) ** 2 - min_side**2)
+    sides = (areas + min_side**2).sqrt().long()
+    out = x.clone()
+    for side in sides[chosen].unique().tolist():
+        index = torch.nonzero(chosen & (sides == side)).flatten()
+        small = F.interpolate(x[index], size=(side, side), mode="area")
+        out[index] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return out
+
+
+def relpos_input(
+    patches: torch.Tensor,
+    mode: str,
+    noise: float = NOISE_AMPLITUDE,
+    scale: float = RMS_SCALE,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Relative-position patches (N,C,P,P), uint8 or float in 0-255 -> per-patch normalised floats.
+
+    Harmonized: L (C=1) minus its mean, RMS-normalised. Native: RGB (C=3) colour-dropped, RMS-normalised.
+    """
+    x = patches.float()
+    if check_mode(mode) == "harmonized":
+        if x.shape[1] != 1:
+            raise ValueError("harmonized relative-position input is the L channel (1 channel)")
+        x = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    else:
+        if x.shape[1] != 3:
+            raise ValueError("native relative-position input is RGB (3 channels)")
+        x = color_drop(x, noise, generator)
+    return rms_normalize(x, scale)
+
+
+def split_grid(tiles: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """(N, C, rows*h, cols*w) -> (N, rows*cols, C, h, w), reading order (as ``contract.untile``)."""
+    n, c, height, width = tiles.shape
+    h, w = height // rows, width // cols
+    parts = tiles.reshape(n, c, rows, h, cols, w).permute(0, 2, 4, 1, 3, 5)
+    return parts.reshape(n, rows * cols, c, h, w)
+
+
+def split_views(tiles: torch.Tensor) -> torch.Tensor:
+    """K square views tiled left to right (N, C, V, K*V) -> (N, K, C, V, V)."""
+    height, width = tiles.shape[-2:]
+    if width % height:
+        raise ValueError(f"exemplar tiling must be K square views in a row, got {height}x{width}")
+    return split_grid(tiles, 1, width // height)
+
+
+def _stack(arrays: list[np.ndarray], key: str) -> torch.Tensor:
+    batch = torch.from_numpy(np.stack(arrays))
+    if key == "bins":
+        return batch.long()  # uint16 bin indices
+    if batch.ndim == 3:
+        return batch.unsqueeze(1)  # (N,H,W) -> (N,1,H,W)
+    return batch.permute(0, 3, 1, 2).contiguous()  # (N,H,W,C) -> (N,C,H,W)
+
+
+def batch_from_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """Collate decoded samples (``contract.decode_sample`` output) into the batch layout above (CPU)."""
+    first = samples[0]
+    batch = {
+        key: _stack([s[field] for s in samples], key) for field, key in BATCH_KEYS.items() if field in first
+    }
+    if "json" in first and "grayscale" in first["json"]:
+        batch["grayscale"] = torch.tensor([bool(s["json"]["grayscale"]) for s in samples])
+    return batch

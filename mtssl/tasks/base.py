@@ -1,0 +1,63 @@
+"""The small contract every pretext task module follows.
+
+A task is an ``nn.Module`` holding its head (and any fixed tables the loss needs, as buffers, so they move
+with ``.to(device)``). Per training step the network calls, in order::
+
+    inputs, targets = task.prepare(batch, mode, channels)   # stored uint8 tensors -> trunk input, targets
+    outputs = task(features)                                # head on the lasso-combined block-3 features
+    loss, metrics = task.loss_and_metric(outputs, targets)  # scalar loss, dict of detached scalars
+
+Each task module also defines a frozen config dataclass with the paper's defaults (each number cites its
+source) and its losses as pure functions.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+Targets = dict[str, torch.Tensor]
+
+
+class Task(nn.Module, ABC):
+    """Base class of a pretext task: config, head, input preparation, loss and metric.
+
+    Args:
+        in_channels: channels of the combined block-3 features the head reads.
+        stride: output stride of those features (16, or 32 with slim strides).
+        config: the task's config dataclass; ``None`` takes the paper defaults.
+    """
+
+    name: ClassVar[str]
+    metric_name: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, in_channels: int, stride: int, config: Any | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else self.config_class()
+        self.in_channels = in_channels
+        self.stride = stride
+
+    @abstractmethod
+    def keys(self, mode: str) -> tuple[str, ...]:
+        """Batch keys this task reads in ``mode`` (so the loader can skip decoding the others)."""
+
+    @abstractmethod
+    def prepare(
+        self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, Targets]:
+        """Stored uint8 tensors (on the device) -> (float trunk input (M,channels,H,W), targets)."""
+
+    @abstractmethod
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """The head: combined block-3 features (M,C,h,w) -> task outputs."""
+
+    @abstractmethod
+    def loss_and_metric(
+        self, outputs: torch.Tensor, targets: Targets
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scalar loss (fp32) and ``{metric_name: value}`` (detached scalars)."""

@@ -1,0 +1,128 @@
+"""Exemplar (Dosovitskiy et al., NIPS 2014), adapted with a triplet ranking loss as in the multi-task paper.
+
+Each source image is its own pseudo-class; a stored sample holds K augmented views tiled in a row. Views
+of one image are anchor and positive, views of the other images in the batch are negatives, and a hinge
+on cosine distances asks every positive to be closer than every negative by a margin (Wang & Gupta,
+ICCV 2015, "Unsupervised Learning of Visual Representations using Videos").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtssl.inputs import check_mode, l_input, match_channels, rgb_input, split_views
+from mtssl.tasks.base import Batch, Targets, Task
+
+
+@dataclass(frozen=True)
+class ExemplarConfig:
+    """Exemplar defaults.
+
+    Attributes:
+        hidden: width of the fc layer before the embedding (src: Wang & Gupta 2015, fc7 4096).
+        dim: embedding size (src: Wang & Gupta 2015, fc8 1024).
+        margin: hinge margin on cosine distance (src: Wang & Gupta 2015, M = 0.5).
+        views: views of each stored image used per step, drawn at random among the K stored (src: the
+            multi-task paper's triplets use two views of an image, anchor and positive); None uses all.
+        hard_negatives: keep only the k hardest negatives of each (anchor, positive), as Wang & Gupta's
+            in-batch hard-negative mining does; None uses every in-batch negative (ours).
+    """
+
+    hidden: int = 4096
+    dim: int = 1024
+    margin: float = 0.5
+    views: int | None = 2
+    hard_negatives: int | None = None
+
+
+def triplet_terms(embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine distances of every (anchor, positive) and every (anchor, negative) in a batch.
+
+    ``embeddings`` (N images, K views, D). Returns d_ap (N*K, K-1) and d_an (N*K, (N-1)*K).
+    """
+    n, k, _ = embeddings.shape
+    if n < 2 or k < 2:
+        raise ValueError(f"the triplet loss needs >= 2 images and >= 2 views each, got {n} x {k}")
+    flat = F.normalize(embeddings.float().flatten(0, 1), dim=1)
+    dist = 1 - flat @ flat.T
+    ids = torch.arange(n, device=flat.device).repeat_interleave(k)
+    same = ids[:, None] == ids[None, :]
+    positive = same & ~torch.eye(n * k, dtype=torch.bool, device=flat.device)
+    return dist[positive].view(n * k, k - 1), dist[~same].view(n * k, (n - 1) * k)
+
+
+def triplet_loss(embeddings: torch.Tensor, margin: float, hard_negatives: int | None = None) -> torch.Tensor:
+    """Mean hinge ``max(0, D(a, p) - D(a, n) + margin)`` over in-batch triplets, D = cosine distance."""
+    d_ap, d_an = triplet_terms(embeddings)
+    hinge = F.relu(d_ap[:, :, None] - d_an[:, None, :] + margin)
+    if hard_negatives is not None:
+        hinge = hinge.topk(min(hard_negatives, hinge.shape[-1]), dim=-1).values
+    return hinge.mean()
+
+
+def triplet_accuracy(embeddings: torch.Tensor) -> torch.Tensor:
+    """Share of in-batch triplets whose positive is closer to the anchor than the negative."""
+    d_ap, d_an = triplet_terms(embeddings)
+    return (d_ap[:, :, None] < d_an[:, None, :]).float().mean()
+
+
+def draw_views(views: torch.Tensor, count: int | None, generator: torch.Generator | None) -> torch.Tensor:
+    """(N,K,C,V,V) -> (N,count,C,V,V): distinct views drawn at random per image (all when None)."""
+    n, k = views.shape[:2]
+    if count is None or count >= k:
+        return views
+    order = torch.rand(n, k, device=views.device, generator=generator).argsort(dim=1)[:, :count]
+    return views[torch.arange(n, device=views.device)[:, None], order]
+
+
+class ExemplarHead(nn.Module):
+    """Global average pool, fc + ReLU, fc to the embedding (normalised in the loss)."""
+
+    def __init__(self, in_channels: int, hidden: int, dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(in_channels, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, dim),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+class ExemplarTask(Task):
+    name = "exemplar"
+    metric_name = "exemplar_acc"
+    config_class = ExemplarConfig
+
+    def __init__(self, in_channels: int, stride: int, config: ExemplarConfig | None = None) -> None:
+        super().__init__(in_channels, stride, config)
+        self.head = ExemplarHead(in_channels, self.config.hidden, self.config.dim)
+
+    def keys(self, mode: str) -> tuple[str, ...]:
+        return ("l",) if check_mode(mode) == "harmonized" else ("rgb",)
+
+    def prepare(
+        self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, Targets]:
+        key = self.keys(mode)[0]
+        views = draw_views(split_views(batch[key]), self.config.views, generator)
+        flat = views.flatten(0, 1)
+        x = l_input(flat) if key == "l" else rgb_input(flat)
+        return match_channels(x, channels), {"views": torch.tensor(views.shape[1])}
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def loss_and_metric(
+        self, outputs: torch.Tensor, targets: Targets
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        embeddings = outputs.view(-1, int(targets["views"]), outputs.shape[-1])
+        loss = triplet_loss(embeddings, self.config.margin, self.config.hard_negatives)
+        return loss, {self.metric_name: triplet_accuracy(embeddings.detach())}

@@ -1,0 +1,92 @@
+"""Motion segmentation (Pathak et al., CVPR 2017, "Learning Features by Watching Objects Move").
+
+From a single frame, predict which pixels will move: per-pixel logits at the mask's resolution and a
+sigmoid cross-entropy against the stored binary mask (0/255).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtssl.inputs import check_mode, l_input, match_channels, rgb_input
+from mtssl.tasks.base import Batch, Targets, Task
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Motion-segmentation defaults (the head is ours: Pathak et al. used an AlexNet-specific one).
+
+    Attributes:
+        hidden: channels of the head's 3x3 convolution (ours).
+        logit_stride: the head emits logits at this stride through a sub-pixel (pixel-shuffle) layer; they
+            are then resized bilinearly to the mask's resolution (ours).
+    """
+
+    hidden: int = 256
+    logit_stride: int = 4
+
+
+def motion_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-pixel sigmoid cross-entropy; ``logits`` and ``mask`` (0/1 floats) both (N,1,H,W)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), mask)
+
+
+def mask_iou(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean per-image IoU of ``logits > 0`` against the mask; an image with both empty scores 1."""
+    pred = logits > 0
+    truth = mask > 0.5
+    inter = (pred & truth).flatten(1).sum(1).float()
+    union = (pred | truth).flatten(1).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union)).mean()
+
+
+class MotionHead(nn.Module):
+    """3x3 conv + ReLU, 1x1 conv to ``upsample**2`` channels, pixel shuffle to one logit map."""
+
+    def __init__(self, in_channels: int, hidden: int, upsample: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, upsample**2, 1),
+            nn.PixelShuffle(upsample),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+class MotionTask(Task):
+    name = "motion"
+    metric_name = "motion_iou"
+    config_class = MotionConfig
+
+    def __init__(self, in_channels: int, stride: int, config: MotionConfig | None = None) -> None:
+        super().__init__(in_channels, stride, config)
+        upsample = max(stride // self.config.logit_stride, 1)
+        self.head = MotionHead(in_channels, self.config.hidden, upsample)
+
+    def keys(self, mode: str) -> tuple[str, ...]:
+        return ("l", "mask") if check_mode(mode) == "harmonized" else ("rgb", "mask")
+
+    def prepare(
+        self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, Targets]:
+        key = self.keys(mode)[0]
+        x = l_input(batch[key]) if key == "l" else rgb_input(batch[key])
+        mask = (batch["mask"] > 127).float()
+        return match_channels(x, channels), {"mask": mask}
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def loss_and_metric(
+        self, outputs: torch.Tensor, targets: Targets
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        mask = targets["mask"]
+        logits = F.interpolate(outputs.float(), size=mask.shape[-2:], mode="bilinear", align_corners=False)
+        return motion_loss(logits, mask), {self.metric_name: mask_iou(logits.detach(), mask)}

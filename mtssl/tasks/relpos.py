@@ -1,0 +1,146 @@
+"""Relative position (Doersch, Gupta & Efros, ICCV 2015), as in the multi-task paper.
+
+A stored sample is a 3x3 grid of patches tiled into one image (``rgb`` and ``l``); the pair (centre,
+neighbour n) has label ``RELPOS_LABELS[n]``. Both patches of a pair go through the shared trunk (siamese);
+the head embeds each patch, joins the two embeddings and classifies 8 ways (softmax cross-entropy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtssl.contract import RELPOS_CENTRE, RELPOS_GRID, RELPOS_LABELS
+from mtssl.inputs import check_mode, match_channels, random_downsample, relpos_input, split_grid
+from mtssl.tasks.base import Batch, Targets, Task
+
+NUM_CLASSES = 8
+NEIGHBOURS = tuple(sorted(RELPOS_LABELS))
+
+
+@dataclass(frozen=True)
+class RelPosConfig:
+    """Relative-position defaults.
+
+    Attributes:
+        all_pairs: pair the centre with all 8 neighbours of a stored grid (True) or with one random
+            neighbour (False). src: deepcontext ``imgloader`` pairs every patch with all its grid
+            neighbours, so each patch through the trunk serves several pairs.
+        patch_channels: 1x1 reduction of a patch's features (src: deepcontext pool5 has 256 channels).
+        patch_grid: adaptive average pool to this grid before fc6 (src: deepcontext pool5 is 3x3 on
+            96-px patches).
+        patch_dim: per-patch fc6 width (src: deepcontext fc6, 4096).
+        pair_dims: widths after joining the pair (src: deepcontext fc7 and fc8, 4096 each).
+        noise: amplitude of the uniform noise that replaces dropped colour channels (src: deepcontext).
+        rms_scale: per-patch RMS after normalisation (src: deepcontext).
+        downsample_prob: probability of shrinking a patch and resizing it back (src: deepcontext, 0.33;
+            the shard recipe leaves it to training time, like colour dropping and RMS normalisation).
+        downsample_min_side: smallest side when shrinking (src: deepcontext, "as little as 100 pixels").
+    """
+
+    all_pairs: bool = True
+    patch_channels: int = 256
+    patch_grid: int = 3
+    patch_dim: int = 4096
+    pair_dims: tuple[int, ...] = (4096, 4096)
+    noise: float = 1.0
+    rms_scale: float = 50.0
+    downsample_prob: float = 0.33
+    downsample_min_side: int = 10
+
+
+def relpos_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy over the 8 positions, averaged over pairs."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+def relpos_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(dim=1) == labels).float().mean()
+
+
+class RelPosHead(nn.Module):
+    """Per-patch embedding (1x1 conv, pool, fc6), then fc layers on each joined (centre, neighbour) pair.
+
+    Input features are ordered sample by sample, ``group`` patches each, the centre first.
+    """
+
+    def __init__(self, in_channels: int, config: RelPosConfig, group: int) -> None:
+        super().__init__()
+        self.group = group
+        flat = config.patch_channels * config.patch_grid**2
+        self.patch = nn.Sequential(
+            nn.Conv2d(in_channels, config.patch_channels, 1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(config.patch_grid),
+            nn.Flatten(),
+            nn.Linear(flat, config.patch_dim),
+            nn.ReLU(),
+        )
+        layers: list[nn.Module] = []
+        width = 2 * config.patch_dim
+        for dim in config.pair_dims:
+            layers += [nn.Linear(width, dim), nn.ReLU()]
+            width = dim
+        self.classifier = nn.Sequential(*layers, nn.Linear(width, NUM_CLASSES))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        emb = self.patch(features)
+        emb = emb.view(-1, self.group, emb.shape[-1])
+        centre = emb[:, :1].expand(-1, self.group - 1, -1)
+        pairs = torch.cat([centre, emb[:, 1:]], dim=2)
+        return self.classifier(pairs.flatten(0, 1))
+
+
+class RelPosTask(Task):
+    name = "relpos"
+    metric_name = "relpos_acc"
+    config_class = RelPosConfig
+
+    def __init__(self, in_channels: int, stride: int, config: RelPosConfig | None = None) -> None:
+        super().__init__(in_channels, stride, config)
+        self.group = RELPOS_GRID**2 if self.config.all_pairs else 2
+        self.head = RelPosHead(in_channels, self.config, self.group)
+        self.register_buffer("neighbours", torch.tensor(NEIGHBOURS), persistent=False)
+        self.register_buffer("labels", torch.tensor([RELPOS_LABELS[n] for n in NEIGHBOURS]), persistent=False)
+
+    def keys(self, mode: str) -> tuple[str, ...]:
+        return ("l",) if check_mode(mode) == "harmonized" else ("rgb",)
+
+    def select(
+        self, patches: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grid patches (N,9,C,P,P) -> (N,G,C,P,P) with the centre first, and the pair labels."""
+        n = patches.shape[0]
+        neighbours = self.neighbours.to(patches.device)
+        labels = self.labels.to(patches.device)
+        if self.config.all_pairs:
+            order = torch.cat([neighbours.new_tensor([RELPOS_CENTRE]), neighbours])
+            return patches[:, order], labels.repeat(n)
+        pick = torch.randint(0, len(NEIGHBOURS), (n,), device=patches.device, generator=generator)
+        rows = torch.arange(n, device=patches.device)
+        pair = torch.stack([patches[:, RELPOS_CENTRE], patches[rows, neighbours[pick]]], dim=1)
+        return pair, labels[pick]
+
+    def prepare(
+        self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, Targets]:
+        tiles = batch[self.keys(mode)[0]]
+        patches, labels = self.select(split_grid(tiles, RELPOS_GRID, RELPOS_GRID), generator)
+        flat = patches.flatten(0, 1).float()
+        flat = random_downsample(
+            flat, self.config.downsample_prob, self.config.downsample_min_side, generator
+        )
+        x = relpos_input(flat, mode, self.config.noise, self.config.rms_scale, generator)
+        return match_channels(x, channels), {"labels": labels}
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def loss_and_metric(
+        self, outputs: torch.Tensor, targets: Targets
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        labels = targets["labels"]
+        return relpos_loss(outputs, labels), {self.metric_name: relpos_accuracy(outputs, labels).detach()}
