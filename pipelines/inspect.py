@@ -5,14 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from mtssl.contract import MANIFEST_FILE, REJECTS_FILE, SCHEMA_VERSION, TASKS, decode_sample
+from mtssl.contract import MANIFEST_FILE, SCHEMA_VERSION, TASKS, decode_sample
 
 
 class ShardSetError(RuntimeError):
@@ -34,11 +31,6 @@ def load_manifest(shard_dir: Path) -> dict[str, Any]:
             f"{path}: schema version {manifest.get('schema_version')}, this mtssl reads {SCHEMA_VERSION}"
         )
     return manifest
-
-
-def reject_table(shard_dir: Path) -> list[dict[str, Any]]:
-    path = Path(shard_dir) / REJECTS_FILE
-    return pq.read_table(path).to_pylist() if path.exists() else []
 
 
 def iter_tar_samples(path: Path):
@@ -103,10 +95,6 @@ def verify_shard(shard_dir: Path, task: str, entry: dict[str, Any]) -> tuple[int
     if count != entry["nsamples"]:
         problems.append(f"{entry['url']}: {count} samples, manifest says {entry['nsamples']}")
     return count, problems
-
-
-def summarize_rejects(rows: list[dict[str, Any]]) -> dict[str, int]:
-    return dict(Counter(r["reason"] for r in rows).most_common())
 
 
 def verify_set(shard_dir: Path, on_shard=None) -> VerifyReport:

@@ -81,7 +81,7 @@ def pack_bounds(weights: list[int], capacity: int) -> list[tuple[int, int]]:
 
 
 def resolve_config(
-    task: str, recipe_config: Any, *, seed: int, samples_per_shard: int, limit: int | None, max_pixels: int
+    task: str, recipe_config: Any, *, seed: int, samples_per_shard: int, limit: int | None, **extra: Any
 ) -> dict[str, Any]:
     """Everything that determines the bytes of the shards, as plain JSON."""
     if samples_per_shard < 1:
@@ -93,7 +93,7 @@ def resolve_config(
         "seed": seed,
         "samples_per_shard": samples_per_shard,
         "limit": limit,
-        "max_pixels": max_pixels,
+        **extra,
     }
 
 

@@ -26,6 +26,7 @@ from pipelines.sources import walk_files
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
 FRAME_EXTENSIONS = {".jpg", ".jpeg", ".png"}
 _DIGITS = re.compile(r"(\d+)")
+OPEN_END = 2**31 - 1  # stop index of a segment whose video's length is unknown
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _video_stream(container):
         raise Reject("no video stream", f"holds {', '.join(kinds)}")
     stream = container.streams.video[0]
     if stream.codec_context is None or not stream.codec_context.codec:
-        raise Reject("unsupported codec", str(stream.codec_context))
+        raise Reject("unsupported codec", f"no decoder for codec tag {getattr(stream, 'codec_tag', '?')!r}")
     stream.thread_type = "SLICE"
     stream.thread_count = 1
     return stream
@@ -182,6 +183,6 @@ def segments(info: VideoInfo, max_frames: int | None, segment_frames: int) -> li
     if max_frames is not None:
         total = max_frames if total is None else min(total, max_frames)
     if total is None:
-        return [(0, 2**31 - 1)]
+        return [(0, OPEN_END)]
     count = max(1, math.ceil(total / segment_frames))
     return [(i * segment_frames, min(total, (i + 1) * segment_frames)) for i in range(count)]

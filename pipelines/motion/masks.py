@@ -36,6 +36,19 @@ class MaskConfig:
     close_px: int = 11  # ours, tuned: closing kernel (fills holes in objects)
     min_region: float = 0.01  # ours, tuned: drop connected regions smaller than this share of the frame
     fb_check: bool = False  # ours, tuned: drop pixels failing the forward-backward check (costs a second flow)
+    min_texture: float = 8.0  # ours: samples with less mean |gradient| are not used to fit the camera
+    ring_width: float = 0.15  # ours: border ring whose samples vote for the camera model
+    border_prior: bool = True  # ours: prefer the model most of the border ring agrees with
+    texture_tau: float = 0.0
+    guide_radius: int = 0
+    guide_eps: float = 0.01
+    level_ring: bool = True
+    seed_reliable: bool = True
+    grow_px: int = 8
+    min_reliable: float = 0.15  # ours: drop regions with a smaller share of reliable (textured) pixels
+    half_max: float = 0.5  # ours: per region, keep pixels above this share of the region's residual level
+    half_max_pct: float = 75.0  # ours: percentile of a region's residual taken as its level
+    fill_holes: bool = True  # ours: fill enclosed holes of the mask
     fb_threshold: float = 1.0  # ours: forward-backward error (px) above which a pixel is unreliable
     min_fg: float = 0.10  # Pathak: drop frames with less foreground than this share
     max_fg: float = 0.80  # Pathak: drop frames with more foreground than this share
@@ -99,28 +112,64 @@ def _sane_homography(h: np.ndarray | None, shape: tuple[int, int]) -> bool:
     return np.linalg.det(h[:2, :2] / h[2, 2]) > 0 and float(np.abs(moved - corners[0]).max()) < max(shape)
 
 
-def fit_camera(flow: np.ndarray, gray: np.ndarray, cfg: MaskConfig) -> CameraFit:
+def texture_map(gray: np.ndarray, window: int = 7) -> np.ndarray:
+    """Mean absolute Sobel gradient (|gx| + |gy|, 8-bit levels) over a ``window`` box: where flow is evidence."""
+    gx = cv2.convertScaleAbs(cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3))
+    gy = cv2.convertScaleAbs(cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3))
+    return cv2.blur(cv2.add(gx, gy), (window, window)).astype(np.float32)
+
+
+def _samples(shape: tuple[int, int], texture: np.ndarray, cfg: MaskConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Grid samples (x, y) with enough texture, and whether each lies in the border ring."""
+    step = cfg.grid_step
+    xs, ys = np.meshgrid(np.arange(step // 2, shape[1], step), np.arange(step // 2, shape[0], step))
+    src = np.stack([xs.ravel(), ys.ravel()], 1)
+    src = src[texture[src[:, 1], src[:, 0]] >= cfg.min_texture]
+    ring = cfg.ring_width
+    ry, rx = ring * shape[0], ring * shape[1]
+    border = (src[:, 0] < rx) | (src[:, 0] >= shape[1] - rx) | (src[:, 1] < ry) | (src[:, 1] >= shape[0] - ry)
+    return src, border
+
+
+def _fit(src: np.ndarray, dst: np.ndarray, shape, cfg: MaskConfig):
+    h, inliers = cv2.findHomography(src, dst, cv2.RANSAC, cfg.ransac_threshold, maxIters=2000, confidence=0.995)
+    if _sane_homography(h, shape):
+        return h, "homography"
+    a, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=cfg.ransac_threshold)
+    if a is not None and np.all(np.isfinite(a)):
+        return np.vstack([a, [0, 0, 1]]), "affine"
+    return None, "none"
+
+
+def _inliers(h: np.ndarray, src: np.ndarray, dst: np.ndarray, thr: float) -> np.ndarray:
+    moved = cv2.perspectiveTransform(src[None].astype(np.float64), h)[0]
+    return np.linalg.norm(moved - dst, axis=1) <= thr
+
+
+def fit_camera(flow: np.ndarray, texture: np.ndarray, cfg: MaskConfig) -> CameraFit:
     """Fit the camera's motion to the flow at textured grid samples: homography, else affine, else none."""
     shape = flow.shape[:2]
-    step = cfg.grid_step
-    src = np.stack(np.meshgrid(np.arange(step // 2, shape[1], step), np.arange(step // 2, shape[0], step)), -1)
-    src = src.reshape(-1, 2)
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-    energy = cv2.blur(gx * gx + gy * gy, (step, step))[src[:, 1], src[:, 0]]
-    src = src[energy > 25.0]  # ours: flow in flat regions is interpolation, not evidence
+    src, border = _samples(shape, texture, cfg)
     none = CameraFit(np.zeros_like(flow), "none", 0.0)
     if len(src) < cfg.min_model_points:
         return none
     dst = src + flow[src[:, 1], src[:, 0]]
     src, dst = src.astype(np.float32), dst.astype(np.float32)
-    h, inliers = cv2.findHomography(src, dst, cv2.RANSAC, cfg.ransac_threshold, maxIters=2000, confidence=0.995)
-    if _sane_homography(h, shape):
-        return CameraFit(_model_flow(h, shape), "homography", float(inliers.mean()))
-    a, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=cfg.ransac_threshold)
-    if a is not None and np.all(np.isfinite(a)):
-        return CameraFit(_model_flow(a, shape), "affine", float(inliers.mean()))
-    return none
+    candidates = [_fit(src, dst, shape, cfg)]
+    if cfg.border_prior and border.sum() >= cfg.min_model_points:
+        candidates.append(_fit(src[border], dst[border], shape, cfg))
+    best, best_score = None, (-1, -1)
+    for h, model in candidates:
+        if h is None:
+            continue
+        inl = _inliers(h, src, dst, cfg.ransac_threshold)
+        score = (int(inl[border].sum()), int(inl.sum())) if cfg.border_prior else (0, int(inl.sum()))
+        if score > best_score:
+            best, best_score = (h, model, inl), score
+    if best is None:
+        return none
+    h, model, inl = best
+    return CameraFit(_model_flow(h, shape), model, float(inl.mean()))
 
 
 def fb_error(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
@@ -130,31 +179,83 @@ def fb_error(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     return np.linalg.norm(forward + back, axis=2)
 
 
-def threshold_residual(residual: np.ndarray, cfg: MaskConfig, valid: np.ndarray | None = None) -> tuple[float, float]:
-    """Adaptive threshold: ``noise_k`` times the residual level of the background, floored at ``min_residual``.
+def ring_mask(shape: tuple[int, int], width: float) -> np.ndarray:
+    """The band within ``width`` (share of each side's length) of the frame border."""
+    height, wide = shape
+    by, bx = max(1, round(width * height)), max(1, round(width * wide))
+    band = np.ones(shape, bool)
+    band[by : height - by, bx : wide - bx] = False
+    return band
 
-    The background level is the median residual (more than half of every kept frame is background,
-    since the filter drops frames over 80% foreground). Returns (threshold, level).
+
+def threshold_residual(residual: np.ndarray, reliable: np.ndarray, cfg: MaskConfig) -> tuple[float, float]:
+    """Adaptive threshold: ``noise_k`` times the background's residual level, floored at ``min_residual``.
+
+    The level is the median residual over the reliable (textured) pixels of the border ring, which is
+    mostly background in every frame the filter keeps (Pathak's border rule); flat regions' flow is
+    guesswork and the middle of the frame may be mostly object. Returns (threshold, level).
     """
-    values = residual[valid] if valid is not None and valid.any() else residual
-    level = float(np.median(values))
+    pick = reliable & ring_mask(residual.shape, cfg.ring_width) if cfg.level_ring else reliable
+    if np.count_nonzero(pick) < 0.01 * residual.size:
+        pick = reliable if np.count_nonzero(reliable) >= 0.01 * residual.size else np.ones_like(reliable)
+    level = float(np.median(residual[pick]))
     return max(cfg.min_residual, cfg.noise_k * level), level
 
 
-def clean_mask(raw: np.ndarray, cfg: MaskConfig) -> np.ndarray:
-    """Open (specks), close (holes and gaps), drop small regions, fill enclosed holes; returns uint8 0/255."""
-    mask = raw.astype(np.uint8) * 255
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions that do not touch the frame border."""
+    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    cv2.floodFill(padded, None, (0, 0), 255)
+    return mask | cv2.bitwise_not(padded)[1:-1, 1:-1]
+
+
+def _kernel(size: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+
+
+def _region_levels(labels: np.ndarray, count: int, residual: np.ndarray, reliable: np.ndarray, cfg: MaskConfig):
+    """Per region: share of reliable pixels and the residual level (percentile over its reliable pixels)."""
+    flat = labels.ravel()
+    area = np.bincount(flat, minlength=count)
+    rel = np.bincount(flat, weights=reliable.ravel(), minlength=count)
+    level = np.zeros(count, np.float32)
+    for k in range(1, count):
+        values = residual[(labels == k) & reliable]
+        level[k] = np.percentile(values, cfg.half_max_pct) if values.size else 0.0
+    return rel / np.maximum(area, 1), level
+
+
+def segment(residual: np.ndarray, reliable: np.ndarray, cfg: MaskConfig) -> tuple[np.ndarray, float, float]:
+    """Seeds are reliable pixels over the threshold (opened); they grow by at most ``grow_px`` into any
+    pixel over the threshold; then close, drop small regions, fill holes. Returns (mask, threshold, level)."""
+    threshold, level = threshold_residual(residual, reliable, cfg)
+    over = (residual > threshold).astype(np.uint8) * 255
+    seeds = over & (reliable.astype(np.uint8) * 255) if cfg.seed_reliable else over
     if cfg.open_px > 1:
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.open_px,) * 2))
+        seeds = cv2.morphologyEx(seeds, cv2.MORPH_OPEN, _kernel(cfg.open_px))
+    mask = cv2.dilate(seeds, _kernel(2 * cfg.grow_px + 1)) & over if cfg.grow_px > 0 else seeds
     if cfg.close_px > 1:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.close_px,) * 2)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _kernel(cfg.close_px))
     count, labels, comp, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count > 1:
         keep = comp[:, cv2.CC_STAT_AREA] >= cfg.min_region * mask.size
         keep[0] = False
         mask = np.where(keep[labels], 255, 0).astype(np.uint8)
-    return mask
+    if cfg.fill_holes:
+        mask = fill_holes(mask)
+    return mask, threshold, level
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He, Sun & Tang's guided filter (ECCV 2010) with a gray guide: edge-aware smoothing of ``src``."""
+    ksize = (2 * radius + 1, 2 * radius + 1)
+    i, p = guide.astype(np.float32) / 255, src.astype(np.float32)
+    mean_i, mean_p = cv2.blur(i, ksize), cv2.blur(p, ksize)
+    cov_ip = cv2.blur(i * p, ksize) - mean_i * mean_p
+    var_i = cv2.blur(i * i, ksize) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return cv2.blur(a, ksize) * i + cv2.blur(b, ksize)
 
 
 def border_share(mask: np.ndarray, width: float) -> float:
@@ -166,21 +267,23 @@ def border_share(mask: np.ndarray, width: float) -> float:
     return float(np.count_nonzero(mask[band]) / band.sum())
 
 
-def motion_mask(
-    frame: np.ndarray, later: np.ndarray, cfg: MaskConfig, flow: cv2.DISOpticalFlow | None = None
+def mask_from_flow(
+    forward: np.ndarray, gray: np.ndarray, cfg: MaskConfig, backward: np.ndarray | None = None
 ) -> MaskResult:
-    """Mask (in ``frame``'s pixels) of what moves on its own between ``frame`` and ``later`` (RGB uint8)."""
-    dis = flow if flow is not None else make_flow(cfg)
-    g0, g1 = to_gray(frame), to_gray(later)
-    forward = dis.calc(g0, g1, None)
-    camera = fit_camera(forward, g0, cfg)
-    residual = np.linalg.norm(forward - camera.flow, axis=2)
-    valid = None
-    if cfg.fb_check:
-        valid = fb_error(forward, dis.calc(g1, g0, None)) <= cfg.fb_threshold
-    threshold, level = threshold_residual(residual, cfg, valid)
-    raw = residual > threshold if valid is None else (residual > threshold) & valid
-    mask = clean_mask(raw, cfg)
+    """The mask and stats from a forward flow (and, for the forward-backward check, the backward flow)."""
+    texture = texture_map(gray)
+    camera = fit_camera(forward, texture, cfg)
+    d = forward - camera.flow
+    residual = cv2.magnitude(d[..., 0], d[..., 1])
+    if cfg.texture_tau > 0:
+        residual = residual * (texture / (texture + cfg.texture_tau))
+    reliable = texture >= cfg.min_texture
+    if backward is not None:
+        residual = np.where(fb_error(forward, backward) <= cfg.fb_threshold, residual, 0)
+    mask, threshold, level = segment(residual, reliable, cfg)
+    if cfg.guide_radius > 0 and mask.any():
+        soft = guided_filter(gray, mask.astype(np.float32) / 255, cfg.guide_radius, cfg.guide_eps)
+        mask = np.where(soft > 0.5, 255, 0).astype(np.uint8)
     stats = {
         "model": camera.model,
         "inlier_ratio": round(camera.inlier_ratio, 4),
@@ -188,9 +291,28 @@ def motion_mask(
         "border_share": round(border_share(mask, cfg.border_width), 4),
         "residual_level": round(level, 4),
         "threshold": round(threshold, 4),
-        "camera_motion": round(float(np.median(np.linalg.norm(camera.flow, axis=2))), 4),
     }
     return MaskResult(mask, stats)
+
+
+def motion_mask(
+    frame: np.ndarray, later: np.ndarray, cfg: MaskConfig, flow: cv2.DISOpticalFlow | None = None
+) -> MaskResult:
+    """Mask (in ``frame``'s pixels) of what moves on its own between ``frame`` and ``later`` (RGB uint8)."""
+    dis = flow if flow is not None else make_flow(cfg)
+    g0, g1 = to_gray(frame), to_gray(later)
+    forward = dis.calc(g0, g1, None)
+    backward = dis.calc(g1, g0, None) if cfg.fb_check else None
+    return mask_from_flow(forward, g0, cfg, backward)
+
+
+def naive_from_flow(forward: np.ndarray, gray: np.ndarray, cfg: MaskConfig) -> np.ndarray:
+    """Baseline mask from a flow: its magnitude with no camera compensation, same threshold and clean-up."""
+    magnitude = cv2.magnitude(forward[..., 0], forward[..., 1])
+    if cfg.texture_tau > 0:
+        texture = texture_map(gray)
+        magnitude = magnitude * (texture / (texture + cfg.texture_tau))
+    return segment(magnitude, texture_map(gray) >= cfg.min_texture, cfg)[0]
 
 
 def naive_mask(
@@ -198,9 +320,8 @@ def naive_mask(
 ) -> np.ndarray:
     """Baseline: the flow magnitude with no camera compensation, same threshold scheme and clean-up."""
     dis = flow if flow is not None else make_flow(cfg)
-    magnitude = np.linalg.norm(dense_flow(frame, later, dis), axis=2)
-    threshold, _ = threshold_residual(magnitude, cfg)
-    return clean_mask(magnitude > threshold, cfg)
+    g0 = to_gray(frame)
+    return naive_from_flow(dis.calc(g0, to_gray(later), None), g0, cfg)
 
 
 def filter_reason(stats: dict[str, Any], cfg: MaskConfig) -> str | None:

@@ -17,7 +17,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipelines.motion.masks import MaskConfig, filter_reason, is_scene_cut, make_flow, motion_mask, naive_mask
+from pipelines.motion.masks import (
+    MaskConfig,
+    filter_reason,
+    is_scene_cut,
+    make_flow,
+    mask_from_flow,
+    naive_from_flow,
+    to_gray,
+)
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -54,14 +62,17 @@ def score_sequence(
         other = partner(t, frames, cfg.gap)
         if other is None:
             continue
-        result = motion_mask(frames[t], frames[other], cfg, dis)
+        g0, g1 = to_gray(frames[t]), to_gray(frames[other])
+        forward = dis.calc(g0, g1, None)
+        backward = dis.calc(g1, g0, None) if cfg.fb_check else None
+        result = mask_from_flow(forward, g0, cfg, backward)
         reason = filter_reason(result.stats, cfg)
         rows.append(
             {
                 "frame": t,
                 "partner": other,
                 "iou": iou(result.mask, gt_masks[t]),
-                "naive_iou": iou(naive_mask(frames[t], frames[other], cfg, dis), gt_masks[t]),
+                "naive_iou": iou(naive_from_flow(forward, g0, cfg), gt_masks[t]),
                 "gt_share": float(np.count_nonzero(gt_masks[t]) / np.asarray(gt_masks[t]).size),
                 "kept": reason is None,
                 "reason": reason,

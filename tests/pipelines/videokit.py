@@ -14,12 +14,12 @@ def moving_square_frames(count: int = 24, height: int = 96, width: int = 128, se
     """A textured square moving right over a textured static background; frame i is distinguishable."""
     rng = np.random.default_rng(seed)
     background = cv2.resize(rng.integers(0, 256, (height // 4, width // 4, 3), dtype=np.uint8), (width, height))
-    square = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (32, 32), interpolation=cv2.INTER_NEAREST)
+    square = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (40, 40), interpolation=cv2.INTER_NEAREST)
     frames = []
     for i in range(count):
         frame = background.copy()
-        x = 8 + 3 * i
-        frame[32:64, x : x + 32] = square
+        x = 8 + 2 * i
+        frame[28:68, x : x + 40] = square  # 13% of the frame: above the 10% foreground filter
         frames.append(frame)
     return frames
 
