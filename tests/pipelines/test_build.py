@@ -156,3 +156,16 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_shard_set(tmp_path):
     assert not list(killed.glob("*.tmp")) and not list((killed / PARTS_DIR).glob("*.tmp"))
     index = pq.read_table(killed / "index.parquet").to_pylist()
     assert len(index) == len({r["key"] for r in index}) == 120  # no duplicates after resume
+
+
+@pytest.mark.ray
+def test_build_joins_a_running_ray_cluster_by_address(ray_session, sample_images, local_builds, tmp_path):
+    """--ray-address: a second driver (the CLI) ships mtssl's code to an existing cluster and builds there."""
+    address = ray_session.get_runtime_context().gcs_address
+    out = tmp_path / "cluster"
+    args = ["build", "exemplar", "--images", str(sample_images), "--out", str(out), "--samples-per-shard", "8"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args, "--ray-address", address], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shard_bytes(out) == shard_bytes(local_builds["exemplar"])
