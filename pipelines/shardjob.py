@@ -9,10 +9,12 @@ shard done. A kill at any point leaves either a finished shard or nothing that a
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +111,13 @@ def make_one(task: str, config: dict[str, Any], root: Path, source: str) -> tupl
 
 
 def recipe_config(task: str, config: dict[str, Any]) -> Any:
-    return from_plain(RECIPES[task].config_type, config["recipe"])
+    """The task's config dataclass from the build config (parsed once per worker, not per sample)."""
+    return _parsed_config(task, json.dumps(config["recipe"], sort_keys=True))
+
+
+@lru_cache(maxsize=16)
+def _parsed_config(task: str, recipe_json: str) -> Any:
+    return from_plain(RECIPES[task].config_type, json.loads(recipe_json))
 
 
 def process_images(task: str, config: dict[str, Any], root: Path, index: int, sources: list[str]) -> ShardResult:
