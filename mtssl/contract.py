@@ -93,8 +93,8 @@ def ab_bins() -> np.ndarray:
 
 def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     """Encode an RGB (H, W, 3) or gray (H, W) uint8 image as JPEG (4:2:0 for colour)."""
-    bgr = image[..., ::-1] if image.ndim == 3 else image
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else np.ascontiguousarray(image)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()

@@ -21,6 +21,7 @@ from pipelines.errors import Reject
 # We check dimensions ourselves (max_pixels), before decoding; Pillow's own guard would only warn.
 Image.MAX_IMAGE_PIXELS = None
 
+ORIENTATION = 0x0112  # the EXIF tag of the camera's orientation
 DEFAULT_MAX_PIXELS = 100_000_000  # 10k x 10k: beyond any photo a pretext task needs.
 
 
@@ -74,7 +75,8 @@ def load_rgb(
             image.draft(mode, (int(np.ceil(width / scale)), int(np.ceil(height / scale))))
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(ORIENTATION, 1) != 1:  # exif_transpose copies even when there is nothing to do
+            image = ImageOps.exif_transpose(image)
         rgb = _to_rgb8(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise Reject("corrupt image", str(exc)[:200]) from exc
@@ -93,7 +95,7 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"unexpected decoded shape {rgb.shape}")
     return np.ascontiguousarray(rgb)

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import cv2
 import numpy as np
 
 from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
+from pipelines.resize import resize_short_side
 from pipelines.sources import walk_files
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
@@ -116,15 +116,6 @@ def _video_stream(container):
     stream.thread_type = "SLICE"
     stream.thread_count = 1
     return stream
-
-
-def resize_short_side(rgb: np.ndarray, side: int) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    scale = side / min(height, width)
-    if scale == 1:
-        return rgb
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
 def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:

@@ -1,8 +1,22 @@
 """Motion masks from dense optical flow with the camera's own motion removed (Pathak et al. 2017, as adapted).
 
-For a frame pair (t, t + gap): DIS optical flow (OpenCV), a homography fitted to the flow with RANSAC
-(affine fallback, then none), the residual flow thresholded adaptively, then morphological clean-up.
-The mask is in frame t's pixels. Frames arrive already resized to the working resolution.
+For a frame pair (t, t + gap), in frame t's pixels:
+
+1. DIS optical flow (Kroeger et al. 2016, OpenCV) on the gray frames.
+2. The camera: a homography fitted with RANSAC to the flow at textured grid samples (affine fallback,
+   then none). Of the fit to all samples and the fit to the samples of the border ring, the one more
+   border samples agree with wins: in every frame the filter keeps, the border is mostly background.
+3. The residual flow (flow minus the camera's) thresholded adaptively: ``noise_k`` times its median over
+   the textured pixels of the border ring, floored at ``min_residual`` pixels.
+4. Regions: seeds are textured pixels over the threshold (opened); each region is cut again at
+   ``half_max`` of its own residual level (flow is blurred across motion boundaries). Flat regions,
+   whose flow is guesswork, join as a whole when the textured pixels around them are mostly foreground.
+5. Clean-up: close, drop small regions, fill enclosed holes, and snap the edges to the image's with a
+   guided filter (He, Sun & Tang 2010).
+
+Frames arrive already resized to the working resolution (typically 256 px on the shorter side); the
+pixel-valued defaults assume it. Defaults marked "tuned" were tuned on the synthetic benchmark
+(``benchmarks/bench_motion_masks.py``, seeds 0-2) and are reported on held-out seeds.
 """
 
 from __future__ import annotations
@@ -23,32 +37,29 @@ PRESETS = {
 
 @dataclass(frozen=True)
 class MaskConfig:
-    """Every knob of the mask; defaults tuned on the synthetic benchmark unless a source is named."""
+    """Every knob of the mask and of Pathak's frame filter (pixel values assume a 256-px shorter side)."""
 
-    preset: str = "medium"  # ours, tuned: DIS preset ("ultrafast", "fast", "medium")
-    gap: int = 2  # ours, tuned: frames between t and its partner
-    grid_step: int = 6  # ours: spacing (px) of the flow samples the camera model is fitted to
-    ransac_threshold: float = 1.0  # ours, tuned: RANSAC reprojection threshold (px)
+    preset: str = "medium"  # ours, tuned: DIS preset; "fast" loses ~0.08 IoU on the benchmark
+    gap: int = 3  # ours, tuned: frames between t and its partner (at 25-30 fps); 2 and 4 lose ~0.02
+    grid_step: int = 8  # ours: spacing (px) of the flow samples the camera is fitted to (6: same IoU, slower)
+    ransac_threshold: float = 1.0  # ours: RANSAC reprojection threshold (px)
     min_model_points: int = 12  # ours: fewer textured samples than this and no camera model is fitted
+    min_texture: float = 28.0  # ours, tuned: mean |Sobel| (7x7 box) from which a pixel's flow is evidence
+    ring_width: float = 0.15  # ours, tuned: border ring (share of each side) that votes for the camera
     noise_k: float = 4.0  # ours, tuned: threshold = max(min_residual, noise_k * background residual level)
-    min_residual: float = 0.8  # ours, tuned: floor of the threshold (px of residual flow)
-    open_px: int = 5  # ours, tuned: opening kernel (removes specks)
-    close_px: int = 11  # ours, tuned: closing kernel (fills holes in objects)
-    min_region: float = 0.01  # ours, tuned: drop connected regions smaller than this share of the frame
-    fb_check: bool = False  # ours, tuned: drop pixels failing the forward-backward check (costs a second flow)
-    min_texture: float = 8.0  # ours: samples with less mean |gradient| are not used to fit the camera
-    ring_width: float = 0.15  # ours: border ring whose samples vote for the camera model
-    border_prior: bool = True  # ours: prefer the model most of the border ring agrees with
-    texture_tau: float = 0.0
-    guide_radius: int = 0
-    guide_eps: float = 0.01
-    level_ring: bool = True
-    seed_reliable: bool = True
-    grow_px: int = 8
-    min_reliable: float = 0.15  # ours: drop regions with a smaller share of reliable (textured) pixels
-    half_max: float = 0.5  # ours: per region, keep pixels above this share of the region's residual level
-    half_max_pct: float = 75.0  # ours: percentile of a region's residual taken as its level
-    fill_holes: bool = True  # ours: fill enclosed holes of the mask
+    min_residual: float = 1.2  # ours, tuned: floor of the threshold (px of residual flow over the gap)
+    open_px: int = 5  # ours, tuned: opening kernel of the seeds (removes specks)
+    half_max: float = 0.3  # ours, tuned: cut each region at this share of its residual level
+    half_max_pct: float = 75.0  # ours: percentile of a region's residual (textured pixels) taken as its level
+    flat_vote: float = 0.5  # ours, tuned: flat region joins when more than this share of its rim is foreground
+    border_vote: float = 1.0  # ours: weight of a flat region's frame-border pixels, voting background
+    close_px: int = 11  # ours, tuned: closing kernel (fills gaps between seeds)
+    min_region: float = 0.01  # ours: drop regions smaller than this share of the frame
+    fill_holes: bool = True  # ours: fill enclosed holes
+    seg_scale: int = 2  # ours: segment at 1/seg_scale resolution (4x cheaper; DIS "medium" flow is half-res)
+    guide_radius: int = 8  # ours, tuned: guided-filter radius (px) that snaps edges to the image; 0 = off
+    guide_eps: float = 0.01  # ours, tuned: guided-filter regulariser (gray in [0, 1])
+    fb_check: bool = False  # ours: drop pixels failing forward-backward consistency (+0.03 IoU, 2x flow time)
     fb_threshold: float = 1.0  # ours: forward-backward error (px) above which a pixel is unreliable
     min_fg: float = 0.10  # Pathak: drop frames with less foreground than this share
     max_fg: float = 0.80  # Pathak: drop frames with more foreground than this share
@@ -58,26 +69,30 @@ class MaskConfig:
 
 @dataclass
 class MaskResult:
-    mask: np.ndarray  # (H, W) uint8, 0 or 255
-    stats: dict[str, Any]
+    mask: np.ndarray  # (H, W) uint8, 0 or 255, in the first frame's pixels
+    stats: dict[str, Any]  # JSON-able: model, inlier_ratio, fg_share, border_share, residual_level, threshold
 
 
 @dataclass(frozen=True)
 class CameraFit:
-    flow: np.ndarray  # (H, W, 2) float32 flow the camera model predicts
+    matrix: np.ndarray | None  # 3x3 point transform frame t -> partner, None for "none"
     model: str  # "homography", "affine" or "none"
-    inlier_ratio: float
+    inlier_ratio: float  # share of the textured samples within ransac_threshold of the model
+
+
+# ---- flow ----------------------------------------------------------------------------------------
 
 
 def make_flow(cfg: MaskConfig) -> cv2.DISOpticalFlow:
-    """The DIS flow object; create once per worker and pass to every call (creation is not free)."""
+    """The DIS flow object; create once per worker and reuse it for every pair."""
     if cfg.preset not in PRESETS:
         raise ValueError(f"unknown DIS preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
     return cv2.DISOpticalFlow_create(PRESETS[cfg.preset])
 
 
-def to_gray(rgb: np.ndarray) -> np.ndarray:
-    return rgb if rgb.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) to gray; gray passes through."""
+    return image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
 
 
 def dense_flow(frame: np.ndarray, later: np.ndarray, flow: cv2.DISOpticalFlow) -> np.ndarray:
@@ -85,206 +100,306 @@ def dense_flow(frame: np.ndarray, later: np.ndarray, flow: cv2.DISOpticalFlow) -
     return flow.calc(to_gray(frame), to_gray(later), None)
 
 
+def fb_error(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """|f(p) + b(p + f(p))|: near zero where the backward flow undoes the forward flow."""
+    grid = _pixel_grid(*forward.shape[:2])
+    back = cv2.remap(backward, grid + forward, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    total = forward + back
+    return cv2.magnitude(total[..., 0], total[..., 1])
+
+
+# ---- camera --------------------------------------------------------------------------------------
+
+
 @lru_cache(maxsize=8)
-def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _pixel_grid(height: int, width: int) -> np.ndarray:
+    """(H, W, 2) float32 pixel coordinates (x, y); read-only, shared."""
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    return xs, ys
+    grid = np.dstack([xs, ys])
+    grid.flags.writeable = False
+    return grid
 
 
-def _model_flow(matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Flow field of a 3x3 (or 2x3 affine) point transform over the pixel grid."""
-    xs, ys = _pixel_grid(*shape)
-    m = np.vstack([matrix, [0, 0, 1]]) if matrix.shape[0] == 2 else matrix
-    m = m.astype(np.float32)
-    den = m[2, 0] * xs + m[2, 1] * ys + m[2, 2]
-    u = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2]) / den - xs
-    v = (m[1, 0] * xs + m[1, 1] * ys + m[1, 2]) / den - ys
-    return np.dstack([u, v])
-
-
-def _sane_homography(h: np.ndarray | None, shape: tuple[int, int]) -> bool:
-    """Finite, orientation-preserving, and moving no corner by more than the frame's size."""
-    if h is None or not np.all(np.isfinite(h)) or abs(h[2, 2]) < 1e-9:
-        return False
-    height, width = shape
-    corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], np.float32)[None]
-    moved = cv2.perspectiveTransform(corners, h)[0]
-    return np.linalg.det(h[:2, :2] / h[2, 2]) > 0 and float(np.abs(moved - corners[0]).max()) < max(shape)
+def model_flow(matrix: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Flow field (H, W, 2) of a 3x3 point transform over the pixel grid (zeros for None)."""
+    if matrix is None:
+        return np.zeros((*shape, 2), np.float32)
+    grid = _pixel_grid(*shape)
+    return cv2.perspectiveTransform(grid, matrix.astype(np.float64)) - grid
 
 
 def texture_map(gray: np.ndarray, window: int = 7) -> np.ndarray:
-    """Mean absolute Sobel gradient (|gx| + |gy|, 8-bit levels) over a ``window`` box: where flow is evidence."""
+    """Mean of |gx| + |gy| (3x3 Sobel, 8-bit levels) over a ``window`` box: how much a pixel's flow says."""
     gx = cv2.convertScaleAbs(cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3))
     gy = cv2.convertScaleAbs(cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3))
-    return cv2.blur(cv2.add(gx, gy), (window, window)).astype(np.float32)
+    return cv2.blur(cv2.add(gx, gy, dtype=cv2.CV_16U), (window, window)).astype(np.float32)
 
 
-def _samples(shape: tuple[int, int], texture: np.ndarray, cfg: MaskConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Grid samples (x, y) with enough texture, and whether each lies in the border ring."""
-    step = cfg.grid_step
-    xs, ys = np.meshgrid(np.arange(step // 2, shape[1], step), np.arange(step // 2, shape[0], step))
-    src = np.stack([xs.ravel(), ys.ravel()], 1)
-    src = src[texture[src[:, 1], src[:, 0]] >= cfg.min_texture]
-    ring = cfg.ring_width
-    ry, rx = ring * shape[0], ring * shape[1]
-    border = (src[:, 0] < rx) | (src[:, 0] >= shape[1] - rx) | (src[:, 1] < ry) | (src[:, 1] >= shape[0] - ry)
-    return src, border
-
-
-def _fit(src: np.ndarray, dst: np.ndarray, shape, cfg: MaskConfig):
-    h, inliers = cv2.findHomography(src, dst, cv2.RANSAC, cfg.ransac_threshold, maxIters=2000, confidence=0.995)
-    if _sane_homography(h, shape):
-        return h, "homography"
-    a, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=cfg.ransac_threshold)
-    if a is not None and np.all(np.isfinite(a)):
-        return np.vstack([a, [0, 0, 1]]), "affine"
-    return None, "none"
-
-
-def _inliers(h: np.ndarray, src: np.ndarray, dst: np.ndarray, thr: float) -> np.ndarray:
-    moved = cv2.perspectiveTransform(src[None].astype(np.float64), h)[0]
-    return np.linalg.norm(moved - dst, axis=1) <= thr
-
-
-def fit_camera(flow: np.ndarray, texture: np.ndarray, cfg: MaskConfig) -> CameraFit:
-    """Fit the camera's motion to the flow at textured grid samples: homography, else affine, else none."""
-    shape = flow.shape[:2]
-    src, border = _samples(shape, texture, cfg)
-    none = CameraFit(np.zeros_like(flow), "none", 0.0)
-    if len(src) < cfg.min_model_points:
-        return none
-    dst = src + flow[src[:, 1], src[:, 0]]
-    src, dst = src.astype(np.float32), dst.astype(np.float32)
-    candidates = [_fit(src, dst, shape, cfg)]
-    if cfg.border_prior and border.sum() >= cfg.min_model_points:
-        candidates.append(_fit(src[border], dst[border], shape, cfg))
-    best, best_score = None, (-1, -1)
-    for h, model in candidates:
-        if h is None:
-            continue
-        inl = _inliers(h, src, dst, cfg.ransac_threshold)
-        score = (int(inl[border].sum()), int(inl.sum())) if cfg.border_prior else (0, int(inl.sum()))
-        if score > best_score:
-            best, best_score = (h, model, inl), score
-    if best is None:
-        return none
-    h, model, inl = best
-    return CameraFit(_model_flow(h, shape), model, float(inl.mean()))
-
-
-def fb_error(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
-    """|f(p) + b(p + f(p))|: near zero where the backward flow undoes the forward flow."""
-    xs, ys = _pixel_grid(*forward.shape[:2])
-    back = cv2.remap(backward, xs + forward[..., 0], ys + forward[..., 1], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
-    return np.linalg.norm(forward + back, axis=2)
-
-
+@lru_cache(maxsize=8)
 def ring_mask(shape: tuple[int, int], width: float) -> np.ndarray:
-    """The band within ``width`` (share of each side's length) of the frame border."""
+    """The band within ``width`` (share of each side's length) of the frame border; read-only, shared."""
     height, wide = shape
     by, bx = max(1, round(width * height)), max(1, round(width * wide))
     band = np.ones(shape, bool)
     band[by : height - by, bx : wide - bx] = False
+    band.flags.writeable = False
     return band
+
+
+def _samples(texture: np.ndarray, cfg: MaskConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Textured grid samples (x, y) and whether each lies in the border ring."""
+    step = cfg.grid_step
+    ys, xs = np.mgrid[step // 2 : texture.shape[0] : step, step // 2 : texture.shape[1] : step]
+    src = np.stack([xs.ravel(), ys.ravel()], 1)
+    src = src[texture[src[:, 1], src[:, 0]] >= cfg.min_texture]
+    return src, ring_mask(texture.shape, cfg.ring_width)[src[:, 1], src[:, 0]]
+
+
+def _sane(h: np.ndarray | None, shape: tuple[int, int]) -> bool:
+    """Finite, orientation-preserving, and moving no corner by more than the frame's size."""
+    if h is None or not np.all(np.isfinite(h)) or abs(h[2, 2]) < 1e-9:
+        return False
+    height, width = shape
+    corners = np.array([[[0, 0], [width, 0], [0, height], [width, height]]], np.float64)
+    moved = cv2.perspectiveTransform(corners, h)
+    return np.linalg.det(h[:2, :2] / h[2, 2]) > 0 and float(np.abs(moved - corners).max()) < max(shape)
+
+
+def _ransac(src: np.ndarray, dst: np.ndarray, shape: tuple[int, int], cfg: MaskConfig):
+    """(3x3 matrix, model name): RANSAC homography, else RANSAC affine, else (None, "none")."""
+    if len(src) >= max(cfg.min_model_points, 4):
+        h, _ = cv2.findHomography(src, dst, cv2.RANSAC, cfg.ransac_threshold, maxIters=2000, confidence=0.995)
+        if _sane(h, shape):
+            return h, "homography"
+    if len(src) >= max(cfg.min_model_points, 3):
+        a, _ = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=cfg.ransac_threshold)
+        if a is not None and np.all(np.isfinite(a)):
+            return np.vstack([a, [0, 0, 1]]), "affine"
+    return None, "none"
+
+
+def _inliers(h: np.ndarray, src: np.ndarray, dst: np.ndarray, threshold: float) -> np.ndarray:
+    moved = cv2.perspectiveTransform(src[None].astype(np.float64), h)[0]
+    return np.linalg.norm(moved - dst, axis=1) <= threshold
+
+
+def fit_camera(flow: np.ndarray, texture: np.ndarray, cfg: MaskConfig) -> CameraFit:
+    """The camera's motion: of the RANSAC fits to the border-ring samples and to all samples, the one that
+    more border samples agree with (ties: more samples overall). Never raises; "none" when nothing fits."""
+    shape = flow.shape[:2]
+    src, border = _samples(texture, cfg)
+    if len(src) < cfg.min_model_points:
+        return CameraFit(None, "none", 0.0)
+    dst = (src + flow[src[:, 1], src[:, 0]]).astype(np.float32)
+    src = src.astype(np.float32)
+    best: tuple[tuple[int, int], np.ndarray, str, np.ndarray] | None = None
+    for pick in (border, np.ones_like(border)):
+        h, model = _ransac(src[pick], dst[pick], shape, cfg)
+        if h is None:
+            continue
+        inliers = _inliers(h, src, dst, cfg.ransac_threshold)
+        score = (int(inliers[border].sum()), int(inliers.sum()))
+        if best is None or score > best[0]:
+            best = (score, h, model, inliers)
+        if inliers[border].mean() >= 0.5:  # most of the ring agrees already: the second fit cannot win by much
+            break
+    if best is None:
+        return CameraFit(None, "none", 0.0)
+    _, h, model, inliers = best
+    return CameraFit(h, model, float(inliers.mean()))
+
+
+# ---- segmentation --------------------------------------------------------------------------------
 
 
 def threshold_residual(residual: np.ndarray, reliable: np.ndarray, cfg: MaskConfig) -> tuple[float, float]:
     """Adaptive threshold: ``noise_k`` times the background's residual level, floored at ``min_residual``.
 
-    The level is the median residual over the reliable (textured) pixels of the border ring, which is
-    mostly background in every frame the filter keeps (Pathak's border rule); flat regions' flow is
-    guesswork and the middle of the frame may be mostly object. Returns (threshold, level).
+    The level is the median residual over the textured pixels of the border ring, which is mostly
+    background in every frame the filter keeps (Pathak's border rule); flat regions' flow is guesswork
+    and the middle of the frame may be mostly object. Falls back to all textured pixels, then all pixels.
+    Returns (threshold, level).
     """
-    pick = reliable & ring_mask(residual.shape, cfg.ring_width) if cfg.level_ring else reliable
-    if np.count_nonzero(pick) < 0.01 * residual.size:
-        pick = reliable if np.count_nonzero(reliable) >= 0.01 * residual.size else np.ones_like(reliable)
+    enough = 0.01 * residual.size
+    pick = reliable & ring_mask(residual.shape, cfg.ring_width)
+    if np.count_nonzero(pick) < enough:
+        pick = reliable if np.count_nonzero(reliable) >= enough else np.ones_like(reliable)
     level = float(np.median(residual[pick]))
     return max(cfg.min_residual, cfg.noise_k * level), level
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill background regions that do not touch the frame border."""
-    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    cv2.floodFill(padded, None, (0, 0), 255)
-    return mask | cv2.bitwise_not(padded)[1:-1, 1:-1]
 
 
 def _kernel(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
-def _region_levels(labels: np.ndarray, count: int, residual: np.ndarray, reliable: np.ndarray, cfg: MaskConfig):
-    """Per region: share of reliable pixels and the residual level (percentile over its reliable pixels)."""
-    flat = labels.ravel()
-    area = np.bincount(flat, minlength=count)
-    rel = np.bincount(flat, weights=reliable.ravel(), minlength=count)
-    level = np.zeros(count, np.float32)
+def _half_max(seeds: np.ndarray, residual: np.ndarray, reliable: np.ndarray, cfg: MaskConfig) -> np.ndarray:
+    """Cut each region at ``half_max`` times its level (a percentile of its textured pixels' residual)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(seeds, connectivity=8)
+    cut = np.zeros(count, np.float32)
     for k in range(1, count):
-        values = residual[(labels == k) & reliable]
-        level[k] = np.percentile(values, cfg.half_max_pct) if values.size else 0.0
-    return rel / np.maximum(area, 1), level
+        x, y, w, h = stats[k, :4]
+        box = (slice(y, y + h), slice(x, x + w))
+        values = residual[box][(labels[box] == k) & reliable[box]]
+        if values.size:
+            rank = int(cfg.half_max_pct / 100 * (values.size - 1))
+            cut[k] = cfg.half_max * np.partition(values, rank)[rank]
+    return np.where((seeds > 0) & (residual > cut[labels]), 255, 0).astype(np.uint8)
 
 
-def segment(residual: np.ndarray, reliable: np.ndarray, cfg: MaskConfig) -> tuple[np.ndarray, float, float]:
-    """Seeds are reliable pixels over the threshold (opened); they grow by at most ``grow_px`` into any
-    pixel over the threshold; then close, drop small regions, fill holes. Returns (mask, threshold, level)."""
+def _flat_votes(fg: np.ndarray, reliable: np.ndarray, cfg: MaskConfig) -> np.ndarray:
+    """Judge each flat (untextured) region as a whole: foreground when more than ``flat_vote`` of the textured
+    pixels around it are foreground, the frame-border pixels it touches voting background. Flow cannot
+    tell how a flat region moves; the edges around it can. Returns the flat pixels judged foreground."""
+    count, labels = cv2.connectedComponents((~reliable).astype(np.uint8), connectivity=4)
+    if count <= 1:
+        return np.zeros_like(fg)
+    around = cv2.dilate(labels.astype(np.uint16), np.ones((3, 3), np.uint8)).astype(np.intp)
+    rim = reliable & (around > 0)
+    votes = np.bincount(around[rim], weights=fg[rim] > 0, minlength=count)
+    total = np.bincount(around[rim], minlength=count).astype(np.float64)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    total += cfg.border_vote * np.bincount(edge, minlength=count)
+    yes = votes > cfg.flat_vote * np.maximum(total, 1)
+    yes[0] = False
+    return np.where(yes[labels], 255, 0).astype(np.uint8)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the background regions (uint8 0/255 mask) that do not touch the frame border."""
+    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    cv2.floodFill(padded, None, (0, 0), 255)
+    return mask | cv2.bitwise_not(padded)[1:-1, 1:-1]
+
+
+def _drop_small(mask: np.ndarray, min_area: float) -> np.ndarray:
+    """Remove the 8-connected regions of a uint8 0/255 mask smaller than ``min_area`` pixels."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    keep[0] = False
+    if keep[1:].all():
+        return mask
+    return np.where(keep[labels], 255, 0).astype(np.uint8)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float, sub: int = 2) -> np.ndarray:
+    """Fast guided filter (He & Sun 2015) with a gray uint8 guide: edge-aware smoothing of float ``src``.
+
+    The linear coefficients are computed at 1/``sub`` resolution and upsampled.
+    """
+    height, width = guide.shape
+    small = (max(1, width // sub), max(1, height // sub))
+    i_full = guide.astype(np.float32) / 255
+    i = cv2.resize(i_full, small, interpolation=cv2.INTER_AREA)
+    p = cv2.resize(src.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+    ksize = (2 * max(1, radius // sub) + 1,) * 2
+    mean_i, mean_p = cv2.blur(i, ksize), cv2.blur(p, ksize)
+    a = (cv2.blur(i * p, ksize) - mean_i * mean_p) / (cv2.blur(i * i, ksize) - mean_i * mean_i + eps)
+    b = mean_p - a * mean_i
+    a = cv2.resize(cv2.blur(a, ksize), (width, height), interpolation=cv2.INTER_LINEAR)
+    b = cv2.resize(cv2.blur(b, ksize), (width, height), interpolation=cv2.INTER_LINEAR)
+    return a * i_full + b
+
+
+def _odd(size: int, scale: int) -> int:
+    """A kernel size in working-resolution pixels, at 1/scale resolution (odd, at least 1)."""
+    return max(1, round(size / scale)) | 1
+
+
+def segment(
+    residual: np.ndarray, texture: np.ndarray, gray: np.ndarray, cfg: MaskConfig
+) -> tuple[np.ndarray, float, float]:
+    """Steps 3-5 of the module doc; returns (uint8 0/255 mask at ``gray``'s size, threshold, level).
+
+    ``residual`` (px of flow) and ``texture`` are at 1/``seg_scale`` of the frame ``gray``, which guides
+    the edge snapping at full resolution.
+    """
+    height, width = gray.shape[:2]
+    scale = max(1, cfg.seg_scale)
+    reliable = texture >= cfg.min_texture
     threshold, level = threshold_residual(residual, reliable, cfg)
-    over = (residual > threshold).astype(np.uint8) * 255
-    seeds = over & (reliable.astype(np.uint8) * 255) if cfg.seed_reliable else over
+    mask = ((residual > threshold) & reliable).astype(np.uint8) * 255
     if cfg.open_px > 1:
-        seeds = cv2.morphologyEx(seeds, cv2.MORPH_OPEN, _kernel(cfg.open_px))
-    mask = cv2.dilate(seeds, _kernel(2 * cfg.grow_px + 1)) & over if cfg.grow_px > 0 else seeds
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _kernel(_odd(cfg.open_px, scale)))
+    if not mask.any():
+        return np.zeros((height, width), np.uint8), threshold, level
+    if cfg.half_max > 0:
+        mask = _half_max(mask, residual, reliable, cfg)
+    if cfg.flat_vote > 0:
+        mask |= _flat_votes(mask, reliable, cfg)
     if cfg.close_px > 1:
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _kernel(cfg.close_px))
-    count, labels, comp, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count > 1:
-        keep = comp[:, cv2.CC_STAT_AREA] >= cfg.min_region * mask.size
-        keep[0] = False
-        mask = np.where(keep[labels], 255, 0).astype(np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _kernel(_odd(cfg.close_px, scale)))
+    mask = _drop_small(mask, cfg.min_region * mask.size)
     if cfg.fill_holes:
         mask = fill_holes(mask)
-    return mask, threshold, level
-
-
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He, Sun & Tang's guided filter (ECCV 2010) with a gray guide: edge-aware smoothing of ``src``."""
-    ksize = (2 * radius + 1, 2 * radius + 1)
-    i, p = guide.astype(np.float32) / 255, src.astype(np.float32)
-    mean_i, mean_p = cv2.blur(i, ksize), cv2.blur(p, ksize)
-    cov_ip = cv2.blur(i * p, ksize) - mean_i * mean_p
-    var_i = cv2.blur(i * i, ksize) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return cv2.blur(a, ksize) * i + cv2.blur(b, ksize)
+    if not mask.any():
+        return np.zeros((height, width), np.uint8), threshold, level
+    soft = mask.astype(np.float32) * (1 / 255)
+    if mask.shape != (height, width):
+        soft = cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR)
+    if cfg.guide_radius > 0:
+        soft = guided_filter(gray, soft, cfg.guide_radius, cfg.guide_eps)
+    full = cv2.compare(soft, 0.5, cv2.CMP_GT)
+    if cfg.guide_radius > 0:  # snapping can shrink a region below min_region: check at low resolution first
+        small = cv2.resize(full, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_NEAREST)
+        if _drop_small(small, cfg.min_region * small.size) is not small:
+            full = _drop_small(full, cfg.min_region * full.size)
+    return full, threshold, level
 
 
 def border_share(mask: np.ndarray, width: float) -> float:
     """Foreground share of the band within ``width`` (share of each side's length) of the frame border."""
-    height, wide = mask.shape
-    by, bx = max(1, round(width * height)), max(1, round(width * wide))
-    band = np.ones(mask.shape, bool)
-    band[by : height - by, bx : wide - bx] = False
-    return float(np.count_nonzero(mask[band]) / band.sum())
+    band = ring_mask(mask.shape, width)
+    return float(np.count_nonzero(mask[band]) / np.count_nonzero(band))
 
 
-def mask_from_flow(
-    forward: np.ndarray, gray: np.ndarray, cfg: MaskConfig, backward: np.ndarray | None = None
-) -> MaskResult:
-    """The mask and stats from a forward flow (and, for the forward-backward check, the backward flow)."""
-    texture = texture_map(gray)
-    camera = fit_camera(forward, texture, cfg)
-    d = forward - camera.flow
+# ---- public entry points -------------------------------------------------------------------------
+
+
+def _corners_leave(matrix: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether a frame corner maps outside the frame (else, the map being projective, no pixel does)."""
+    height, width = shape
+    corners = np.array([[[0, 0], [width - 1, 0], [0, height - 1], [width - 1, height - 1]]], np.float64)
+    moved = cv2.perspectiveTransform(corners, matrix)[0]
+    return bool((moved < 0).any() or (moved[:, 0] > width - 1).any() or (moved[:, 1] > height - 1).any())
+
+
+@lru_cache(maxsize=8)
+def _scaled_grid(height: int, width: int, scale: int) -> np.ndarray:
+    """(H, W, 2) float32 full-resolution coordinates of the pixel centres of a 1/``scale`` grid; read-only."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    grid = np.dstack([xs, ys]) * scale + (scale - 1) / 2
+    grid.flags.writeable = False
+    return grid
+
+
+def _residual(flow: np.ndarray, matrix: np.ndarray | None, scale: int, shape: tuple[int, int]) -> np.ndarray:
+    """|flow - camera flow| (px) on a 1/``scale`` grid (``flow`` already downsized, in full-resolution px);
+    zero where the camera carries the pixel out of the partner frame (``shape``, full resolution): the flow
+    there is guesswork, and nothing says the pixel moves on its own."""
+    if matrix is None:
+        return cv2.magnitude(flow[..., 0], flow[..., 1])
+    height, width = shape
+    grid = _scaled_grid(*flow.shape[:2], scale)
+    mapped = cv2.perspectiveTransform(grid, matrix.astype(np.float64))
+    d = flow + grid - mapped
     residual = cv2.magnitude(d[..., 0], d[..., 1])
-    if cfg.texture_tau > 0:
-        residual = residual * (texture / (texture + cfg.texture_tau))
-    reliable = texture >= cfg.min_texture
-    if backward is not None:
-        residual = np.where(fb_error(forward, backward) <= cfg.fb_threshold, residual, 0)
-    mask, threshold, level = segment(residual, reliable, cfg)
-    if cfg.guide_radius > 0 and mask.any():
-        soft = guided_filter(gray, mask.astype(np.float32) / 255, cfg.guide_radius, cfg.guide_eps)
-        mask = np.where(soft > 0.5, 255, 0).astype(np.uint8)
-    stats = {
+    if _corners_leave(matrix, shape):
+        residual[cv2.inRange(mapped, (0, 0), (width - 1, height - 1)) == 0] = 0
+    return residual
+
+
+def _downsize(image: np.ndarray, scale: int) -> np.ndarray:
+    if scale <= 1:
+        return image
+    height, width = image.shape[:2]
+    return cv2.resize(image, (max(1, width // scale), max(1, height // scale)), interpolation=cv2.INTER_AREA)
+
+
+MIN_SIDE = 16  # DIS needs at least 12 px on a side; smaller frames get an empty mask
+
+
+def _stats(mask: np.ndarray, camera: CameraFit, level: float, threshold: float, cfg: MaskConfig) -> dict[str, Any]:
+    return {
         "model": camera.model,
         "inlier_ratio": round(camera.inlier_ratio, 4),
         "fg_share": round(float(np.count_nonzero(mask) / mask.size), 4),
@@ -292,13 +407,38 @@ def mask_from_flow(
         "residual_level": round(level, 4),
         "threshold": round(threshold, 4),
     }
-    return MaskResult(mask, stats)
+
+
+def mask_from_flow(
+    forward: np.ndarray, gray: np.ndarray, cfg: MaskConfig, backward: np.ndarray | None = None
+) -> MaskResult:
+    """The mask and stats of frame ``gray`` from its forward flow (and the backward flow, for the
+    forward-backward check). Use this when the flow is computed (or timed) separately."""
+    texture = texture_map(gray)
+    camera = fit_camera(forward, texture, cfg)
+    scale = max(1, cfg.seg_scale)
+    residual = _residual(_downsize(forward, scale), camera.matrix, scale, forward.shape[:2])
+    if backward is not None:
+        unreliable = (fb_error(forward, backward) > cfg.fb_threshold).astype(np.float32)
+        residual[_downsize(unreliable, scale) > 0.5] = 0
+    mask, threshold, level = segment(residual, _downsize(texture, scale), gray, cfg)
+    return MaskResult(mask, _stats(mask, camera, level, threshold, cfg))
 
 
 def motion_mask(
     frame: np.ndarray, later: np.ndarray, cfg: MaskConfig, flow: cv2.DISOpticalFlow | None = None
 ) -> MaskResult:
-    """Mask (in ``frame``'s pixels) of what moves on its own between ``frame`` and ``later`` (RGB uint8)."""
+    """Mask (in ``frame``'s pixels, uint8 0/255) of what moves on its own between ``frame`` and ``later``.
+
+    Frames are RGB uint8 (H, W, 3) (gray (H, W) works too) of the same size. Pass ``flow`` from
+    :func:`make_flow` to reuse one DIS object. Degenerate pairs (uniform or identical frames, no camera
+    fit) give an empty or best-effort mask, never an exception.
+    """
+    if frame.shape[:2] != later.shape[:2]:
+        raise ValueError(f"frame sizes differ: {frame.shape[:2]} vs {later.shape[:2]}")
+    if min(frame.shape[:2]) < MIN_SIDE:
+        empty = np.zeros(frame.shape[:2], np.uint8)
+        return MaskResult(empty, _stats(empty, CameraFit(None, "none", 0.0), 0.0, cfg.min_residual, cfg))
     dis = flow if flow is not None else make_flow(cfg)
     g0, g1 = to_gray(frame), to_gray(later)
     forward = dis.calc(g0, g1, None)
@@ -307,25 +447,27 @@ def motion_mask(
 
 
 def naive_from_flow(forward: np.ndarray, gray: np.ndarray, cfg: MaskConfig) -> np.ndarray:
-    """Baseline mask from a flow: its magnitude with no camera compensation, same threshold and clean-up."""
-    magnitude = cv2.magnitude(forward[..., 0], forward[..., 1])
-    if cfg.texture_tau > 0:
-        texture = texture_map(gray)
-        magnitude = magnitude * (texture / (texture + cfg.texture_tau))
-    return segment(magnitude, texture_map(gray) >= cfg.min_texture, cfg)[0]
+    """Baseline from a flow: the same segmentation of the raw flow magnitude, with no camera compensation."""
+    scale = max(1, cfg.seg_scale)
+    flow = _downsize(forward, scale)
+    magnitude = cv2.magnitude(flow[..., 0], flow[..., 1])
+    return segment(magnitude, _downsize(texture_map(gray), scale), gray, cfg)[0]
 
 
 def naive_mask(
     frame: np.ndarray, later: np.ndarray, cfg: MaskConfig, flow: cv2.DISOpticalFlow | None = None
 ) -> np.ndarray:
-    """Baseline: the flow magnitude with no camera compensation, same threshold scheme and clean-up."""
+    """Baseline: flow magnitude thresholded with no camera compensation (same threshold scheme and
+    clean-up as :func:`motion_mask`, so the difference measures the camera compensation)."""
+    if min(frame.shape[:2]) < MIN_SIDE:
+        return np.zeros(frame.shape[:2], np.uint8)
     dis = flow if flow is not None else make_flow(cfg)
     g0 = to_gray(frame)
     return naive_from_flow(dis.calc(g0, to_gray(later), None), g0, cfg)
 
 
 def filter_reason(stats: dict[str, Any], cfg: MaskConfig) -> str | None:
-    """Pathak's frame filter: None keeps the frame, else a short reason."""
+    """Pathak's frame filter on a mask's stats: None keeps the frame, else a short reason."""
     if stats["fg_share"] < cfg.min_fg:
         return f"foreground below {cfg.min_fg:.0%}"
     if stats["fg_share"] > cfg.max_fg:
@@ -336,11 +478,13 @@ def filter_reason(stats: dict[str, Any], cfg: MaskConfig) -> str | None:
 
 
 def is_scene_cut(frame: np.ndarray, later: np.ndarray, threshold: float = 0.5) -> bool:
-    """A cheap cut detector: correlation of 32-bin gray histograms of 64-px thumbnails below ``threshold``."""
+    """Cheap cut detector: correlation of the 32-bin gray histograms of 64-px-wide thumbnails below
+    ``threshold`` (ours: 0.5; the two shots of a cut rarely share a histogram, a pan or zoom keeps it)."""
     hists = []
     for image in (frame, later):
         gray = to_gray(image)
-        small = cv2.resize(gray, (64, max(1, round(64 * gray.shape[0] / gray.shape[1]))), interpolation=cv2.INTER_AREA)
-        hist = cv2.calcHist([small], [0], None, [32], [0, 256])
-        hists.append(hist)
-    return cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_CORREL) < threshold
+        size = (64, max(1, round(64 * gray.shape[0] / max(1, gray.shape[1]))))
+        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        hists.append(cv2.calcHist([small], [0], None, [32], [0, 256]))
+    correlation = cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_CORREL)
+    return bool(correlation < threshold)

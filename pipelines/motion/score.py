@@ -1,36 +1,33 @@
 """Scoring motion masks against ground truth: per-frame IoU (DAVIS's J) for the method and the naive baseline.
 
 Which frames are scored: frame t is paired with t + gap; when that frame does not exist (the last
-``gap`` frames) or lies across a scene cut, with t - gap instead; a frame with neither partner (a
-shot shorter than gap + 1 frames) is not scored. Both pairings give a mask in frame t's pixels.
+``gap`` frames) or lies across a scene cut (:func:`~pipelines.motion.masks.is_scene_cut`), with t - gap
+instead; a frame with neither partner (a shot shorter than gap + 1 frames) is not scored. Either
+pairing gives a mask in frame t's pixels.
 
-"All" means every scored frame; "kept" means the scored frames that the frame filter keeps, judged
-on the method's own mask (the baseline is scored on the same frames). A sequence's J is the mean
-over its frames; the overall J is the mean over sequences, as DAVIS reports it (Perazzi et al. 2016).
+"All" means every scored frame; "kept" the scored frames that Pathak's frame filter keeps, judged on
+the method's own mask (the baseline is scored on the same frames). A sequence's J is the mean over its
+frames; the overall J is the mean over sequences, as DAVIS reports it (Perazzi et al., CVPR 2016).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from pipelines.motion.masks import (
-    MaskConfig,
-    filter_reason,
-    is_scene_cut,
-    make_flow,
-    mask_from_flow,
-    naive_from_flow,
-    to_gray,
-)
+from pipelines.motion.masks import MaskConfig, filter_reason, is_scene_cut, make_flow, mask_from_flow, naive_from_flow
+from pipelines.motion.masks import to_gray as _gray
+
+SUMMARY_KEYS = ("j_all", "j_kept", "naive_j_all", "naive_j_kept")
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Intersection over union of two masks (nonzero = foreground). Two empty masks score 1.0 (DAVIS's
-    convention: nothing to find and nothing found is a perfect answer); one empty and one not scores 0.0."""
+    """Intersection over union of two masks (nonzero = foreground). Two empty masks score 1.0 (nothing to
+    find and nothing found is a perfect answer, as in DAVIS's J); one empty and one not score 0.0."""
     pred, gt = np.asarray(pred) > 0, np.asarray(gt) > 0
     union = np.count_nonzero(pred | gt)
     return 1.0 if union == 0 else float(np.count_nonzero(pred & gt) / union)
@@ -44,13 +41,32 @@ def partner(t: int, frames: Sequence[np.ndarray], gap: int) -> int | None:
     return None
 
 
+def score_frame(
+    frame: np.ndarray, other: np.ndarray, gt: np.ndarray, cfg: MaskConfig, flow: cv2.DISOpticalFlow
+) -> dict[str, Any]:
+    """IoU of the method and of the baseline for one pair (the flow is computed once and shared)."""
+    g0, g1 = _gray(frame), _gray(other)
+    forward = flow.calc(g0, g1, None)
+    backward = flow.calc(g1, g0, None) if cfg.fb_check else None
+    result = mask_from_flow(forward, g0, cfg, backward)
+    reason = filter_reason(result.stats, cfg)
+    return {
+        "iou": iou(result.mask, gt),
+        "naive_iou": iou(naive_from_flow(forward, g0, cfg), gt),
+        "gt_share": float(np.count_nonzero(gt) / np.asarray(gt).size),
+        "kept": reason is None,
+        "reason": reason,
+        "stats": result.stats,
+    }
+
+
 def score_sequence(
     frames: Sequence[np.ndarray],
     gt_masks: Sequence[np.ndarray],
     cfg: MaskConfig,
     flow: cv2.DISOpticalFlow | None = None,
 ) -> dict[str, Any]:
-    """Per-frame IoU of the method and the baseline, the filter's verdict, and the sequence's means.
+    """Per-frame rows (frame, partner, iou, naive_iou, gt_share, kept, reason, stats) and the sequence's means.
 
     ``frames`` are RGB uint8 at the working resolution, ``gt_masks`` the same size (nonzero = moving).
     """
@@ -60,25 +76,8 @@ def score_sequence(
     rows = []
     for t in range(len(frames)):
         other = partner(t, frames, cfg.gap)
-        if other is None:
-            continue
-        g0, g1 = to_gray(frames[t]), to_gray(frames[other])
-        forward = dis.calc(g0, g1, None)
-        backward = dis.calc(g1, g0, None) if cfg.fb_check else None
-        result = mask_from_flow(forward, g0, cfg, backward)
-        reason = filter_reason(result.stats, cfg)
-        rows.append(
-            {
-                "frame": t,
-                "partner": other,
-                "iou": iou(result.mask, gt_masks[t]),
-                "naive_iou": iou(naive_from_flow(forward, g0, cfg), gt_masks[t]),
-                "gt_share": float(np.count_nonzero(gt_masks[t]) / np.asarray(gt_masks[t]).size),
-                "kept": reason is None,
-                "reason": reason,
-                "stats": result.stats,
-            }
-        )
+        if other is not None:
+            rows.append({"frame": t, "partner": other, **score_frame(frames[t], frames[other], gt_masks[t], cfg, dis)})
     return {"frames": rows, **aggregate_rows(rows)}
 
 
@@ -87,7 +86,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def aggregate_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean J of the method and of the baseline over all scored frames and over kept frames."""
+    """Mean J of the method and of the baseline over all scored frames and over kept frames (None if none)."""
     kept = [r for r in rows if r["kept"]]
     return {
         "scored": len(rows),
@@ -100,10 +99,28 @@ def aggregate_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def overall(sequences: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Means over sequences (each sequence weighs the same); sequences with no kept frame skip the kept means."""
+    """Means over sequences (each weighs the same); a sequence without kept frames is left out of the kept means."""
     out: dict[str, Any] = {"sequences": len(sequences)}
-    for key in ("j_all", "j_kept", "naive_j_all", "naive_j_kept"):
+    for key in SUMMARY_KEYS:
         out[key] = _mean([s[key] for s in sequences.values() if s[key] is not None])
     out["scored"] = sum(s["scored"] for s in sequences.values())
     out["kept"] = sum(s["kept"] for s in sequences.values())
     return out
+
+
+def load_davis_sequence(frames_dir: Path, masks_dir: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A DAVIS-layout sequence: ``frames_dir/<name>.jpg`` (RGB) and ``masks_dir/<name>.png`` (nonzero = object),
+    paired by name. Raises FileNotFoundError when a frame has no mask (or none are found)."""
+    paths = sorted(Path(frames_dir).glob("*.jpg"))
+    if not paths:
+        raise FileNotFoundError(f"no .jpg frames in {frames_dir}")
+    frames, masks = [], []
+    for path in paths:
+        mask_path = Path(masks_dir) / f"{path.stem}.png"
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+        if image is None or mask is None:
+            raise FileNotFoundError(f"unreadable frame or missing mask: {path} / {mask_path}")
+        frames.append(image[..., ::-1].copy())
+        masks.append(mask > 0)
+    return frames, masks

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -204,7 +205,9 @@ def _make_objects(shot: Shot, rng: np.random.Generator, size: tuple[int, int]) -
     return objects
 
 
-def _place_objects(objects: list[MovingObject], poses: list[Pose], rng: np.random.Generator, size) -> None:
+def _place_objects(
+    objects: list[MovingObject], poses: list[Pose], rng: np.random.Generator, size: tuple[int, int]
+) -> None:
     """Shift each object's path so that at mid-shot it sits near the frame centre (two objects: either side)."""
     mid = len(poses) // 2
     inverse = np.linalg.inv(poses[mid].matrix(size))
@@ -218,11 +221,20 @@ def _place_objects(objects: list[MovingObject], poses: list[Pose], rng: np.rando
 # ---- rendering ---------------------------------------------------------------------------------
 
 
-def _photo(name: str) -> np.ndarray:
-    from pipelines.sample import _photos
+PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "motorcycle", "rocket")
 
-    image = _photos()[name]()
-    return np.dstack([image] * 3) if image.ndim == 2 else image[..., :3]
+
+@lru_cache(maxsize=16)
+def _photo(name: str) -> np.ndarray:
+    """A colour photo that scikit-image ships (offline), RGB uint8; read-only, cached."""
+    from skimage import data
+
+    if name not in PHOTOS:
+        raise ValueError(f"unknown photo {name!r}; choose from {PHOTOS}")
+    image = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+    image = np.ascontiguousarray(image[..., :3])
+    image.flags.writeable = False
+    return image
 
 
 def _world(background: str, poses: list[Pose], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -246,7 +258,9 @@ def _warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: 
     return cv2.warpPerspective(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=border)
 
 
-def render_shot(shot: Shot, rng: np.random.Generator, size: tuple[int, int] = FRAME_SIZE):
+def render_shot(
+    shot: Shot, rng: np.random.Generator, size: tuple[int, int] = FRAME_SIZE
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Render one shot: (frames as uint8 RGB before compression, exact masks as uint8 0/255)."""
     objects = _make_objects(shot, rng, size)
     follow = objects[0].path if shot.camera == "track" else None
@@ -286,7 +300,8 @@ def video_codec() -> str:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
-    """Encode RGB frames to an mp4 (single-threaded, so the bytes are reproducible); written atomically."""
+    """Encode RGB frames (even sizes) to an mp4, atomically, with reproducible bytes: one encoder thread,
+    no macroblock-tree rate control, and the RGB -> YUV 4:2:0 conversion done by OpenCV."""
     import av
 
     from pipelines.atomic import finish, tmp_path
@@ -294,7 +309,8 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(path)
     codec = video_codec()
-    options = {"crf": str(CRF), "preset": "medium"} if codec == "libx264" else {}
+    # mbtree rate control made the bytes differ from run to run here (single-threaded all the same)
+    options = {"crf": str(CRF), "preset": "medium", "x264-params": "no-mbtree=1"} if codec == "libx264" else {}
     with av.open(str(tmp), "w", format="mp4") as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
@@ -302,7 +318,8 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
         if codec == "mpeg4":
             stream.codec_context.bit_rate = 2_000_000
         for rgb in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+            yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
         container.mux(stream.encode(None))
     finish(tmp, path)
 
@@ -322,15 +339,12 @@ def read_masks(folder: Path) -> list[np.ndarray]:
     return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in sorted(Path(folder).glob("*.png"))]
 
 
-def read_frames(folder: Path) -> list[np.ndarray]:
-    """The ``*.jpg`` frames of a DAVIS-style sequence folder in name order, as RGB uint8."""
-    return [cv2.imread(str(p), cv2.IMREAD_COLOR)[..., ::-1] for p in sorted(Path(folder).glob("*.jpg"))]
-
-
 # ---- the set -----------------------------------------------------------------------------------
 
 
-def render_sequence(spec: SequenceSpec, rng: np.random.Generator, size: tuple[int, int] = FRAME_SIZE):
+def render_sequence(
+    spec: SequenceSpec, rng: np.random.Generator, size: tuple[int, int] = FRAME_SIZE
+) -> tuple[list[np.ndarray], list[np.ndarray], tuple[int, ...]]:
     """All shots of a sequence, concatenated: (frames, masks, cut frame indices)."""
     frames, masks, cuts = [], [], []
     for shot in spec.shots:

@@ -14,6 +14,7 @@ import numpy as np
 from mtssl.contract import COLOR_TARGET_STRIDE, NUM_AB_BINS, encode_jpeg, encode_npy, encode_png
 from pipelines.lab import ab_of, quantize_ab, rgb_to_lab8
 from pipelines.recipes.base import Recipe, RecipeOutput
+from pipelines.resize import resize_short_side
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,6 @@ class ColorConfig:
     gray_threshold: int = 5  # method.md: images whose |ab| never exceeds 5 are grayscale
     min_source_side: int = 128  # ours: refuse to upsample a source by more than 2x
     jpeg_quality: int = 95
-
-
-def resize_short_side(rgb: np.ndarray, side: int) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    scale = side / min(height, width)
-    size = (max(side, round(width * scale)), max(side, round(height * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    return cv2.resize(rgb, size, interpolation=interp)
 
 
 def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ColorConfig) -> RecipeOutput:

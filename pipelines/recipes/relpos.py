@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from mtssl.contract import RELPOS_GRID, encode_jpeg, tile
 from pipelines.errors import Reject
 from pipelines.lab import rgb_to_lab8
 from pipelines.recipes.base import Recipe, RecipeOutput
+from pipelines.resize import resize
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,40 @@ def grid_positions(height: int, width: int, rng: np.random.Generator, cfg: Relpo
     return np.stack([y0 + rows * step, x0 + cols * step], axis=1) + jitter
 
 
+def source_box(shape: tuple[int, int], scale: float, positions: np.ndarray, patch: int) -> tuple[int, int, int, int]:
+    """The source pixels (y0, x0, y1, x1) under the grid laid on the image resized by ``scale``."""
+    (top, left), (bottom, right) = positions.min(axis=0), positions.max(axis=0) + patch
+    y1 = min(shape[0], math.ceil(bottom / scale) + 1)
+    x1 = min(shape[1], math.ceil(right / scale) + 1)
+    return int(top / scale), int(left / scale), y1, x1
+
+
 def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: RelposConfig) -> RecipeOutput:
+    """Lay the grid on the image resized by a random scale; resize only the source box under it.
+
+    Resizing the box instead of the whole image costs a third as much. The box is snapped to whole
+    source pixels and resized by ``scale`` on its own, so the patch corners (``positions``) are
+    exact in that resized box (``box``, resized to ``box_size``), and within a pixel of the nominal
+    grid on the whole resized image (``size``).
+    """
     height, width = rgb.shape[:2]
     scale = choose_scale(height, width, rng, cfg)
     size = (max(cfg.extent, round(height * scale)), max(cfg.extent, round(width * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(rgb, (size[1], size[0]), interpolation=interp)
-    positions = grid_positions(size[0], size[1], rng, cfg)
-    patches = [resized[y : y + cfg.patch, x : x + cfg.patch] for y, x in positions]
+    nominal = grid_positions(size[0], size[1], rng, cfg)
+    y0, x0, y1, x1 = source_box((height, width), scale, nominal, cfg.patch)
+    box_size = (max(1, round((y1 - y0) * scale)), max(1, round((x1 - x0) * scale)))
+    region = resize(np.ascontiguousarray(rgb[y0:y1, x0:x1]), box_size[1], box_size[0])
+    limit = np.array(box_size) - cfg.patch
+    positions = np.clip(nominal - np.array([round(y0 * scale), round(x0 * scale)]), 0, limit)
+    patches = [region[y : y + cfg.patch, x : x + cfg.patch] for y, x in positions]
     mosaic = tile(patches, RELPOS_GRID)
-    params = {"scale": round(scale, 6), "size": list(size), "positions": positions.tolist()}
+    params = {
+        "scale": round(scale, 6),
+        "size": list(size),
+        "box": [y0, x0, y1, x1],
+        "box_size": list(box_size),
+        "positions": positions.tolist(),
+    }
     fields = {
         "rgb.jpg": encode_jpeg(mosaic, cfg.jpeg_quality),
         "l.jpg": encode_jpeg(rgb_to_lab8(mosaic)[..., 0], cfg.jpeg_quality),

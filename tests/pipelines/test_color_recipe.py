@@ -5,6 +5,7 @@ import pytest
 from mtssl.contract import ab_bins, decode_jpeg, decode_npy, decode_png
 from pipelines.lab import ab_of, bins_to_ab, nearest_bin_table, quantize_ab, render_lab, rgb_to_lab8
 from pipelines.recipes.color import ColorConfig, make_sample, summarize
+from pipelines.resize import resize
 
 
 def test_bin_set_properties():
@@ -77,7 +78,7 @@ def test_target_is_the_quarter_resolution_ab_of_the_crop():
     out = make_sample(image, np.random.default_rng(1), cfg)
     y, x = out.params["crop"]
     h, w = out.params["resized"]
-    resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    resized = resize(image, w, h)
     lab = rgb_to_lab8(np.ascontiguousarray(resized[y : y + 256, x : x + 256]))
     expected = ab_of(cv2.resize(lab, (64, 64), interpolation=cv2.INTER_AREA))
     assert np.array_equal(decode_npy(out.fields["ab.npy"]), expected)

@@ -5,6 +5,7 @@ import pytest
 from mtssl.contract import RELPOS_CENTRE, RELPOS_LABELS, decode_jpeg, untile
 from pipelines.errors import Reject
 from pipelines.recipes.relpos import RelposConfig, choose_scale, grid_positions, make_sample
+from pipelines.resize import resize
 
 CFG = RelposConfig()
 
@@ -52,16 +53,23 @@ def test_extreme_aspect_is_rejected():
         choose_scale(200, 2000, np.random.default_rng(0), CFG)
 
 
-def test_patches_are_crops_of_the_resized_image():
-    image = textured(400, 520)
+@pytest.mark.parametrize("shape", [(400, 520), (375, 500), (900, 1200), (1600, 1400)])
+def test_patches_are_crops_of_the_resized_source_box(shape):
+    from skimage import data
+
+    image = cv2.resize(data.astronaut(), (shape[1], shape[0]))  # natural colour: JPEG's 4:2:0 error stays small
     out = make_sample(image, np.random.default_rng(3), CFG)
-    params = out.params
-    resized = cv2.resize(image, (params["size"][1], params["size"][0]), interpolation=cv2.INTER_LINEAR)
+    p = out.params
+    y0, x0, y1, x1 = p["box"]
+    box = resize(image[y0:y1, x0:x1], p["box_size"][1], p["box_size"][0])
+    assert abs(p["box_size"][0] / (y1 - y0) - p["scale"]) < 0.01  # the box is resized by the drawn scale
     patches = untile(decode_jpeg(out.fields["rgb.jpg"]), 3, 3)
     assert patches.shape == (9, 96, 96, 3)
-    for patch, (y, x) in zip(patches, params["positions"], strict=True):
-        expected = resized[y : y + 96, x : x + 96].astype(int)
+    for patch, (y, x) in zip(patches, p["positions"], strict=True):
+        expected = box[y : y + 96, x : x + 96].astype(int)
         assert np.abs(patch.astype(int) - expected).mean() < 4  # JPEG q95 error only
+    step = np.diff(np.array(p["positions"]).reshape(3, 3, 2)[1, :, 1])  # centre row, left to right
+    assert np.all(np.abs(step - (CFG.patch + CFG.gap)) <= 2 * CFG.jitter)
     gray = untile(decode_jpeg(out.fields["l.jpg"], gray=True), 3, 3)
     assert gray.shape == (9, 96, 96)
 
