@@ -3,11 +3,11 @@
 Each run is a fresh child process (this script with ``--child``) that plans the task's build with its
 default Config (``plan_image_build``, ``--samples-per-shard`` 50 so there are many shards), then:
 
-1. times ``pipelines.runner.init_ray(workers, None)``, i.e. ``ray.init(num_cpus=workers)``: start-up;
+1. times ``pipelines.runner.init_ray(workers, None)``: ``ray.init(num_cpus=workers)`` and the warm-up
+   of every worker (its imports): the start-up;
 2. runs ``pipelines.runner.run_plan(plan, workers)`` and takes ``RunReport.seconds``: the build wall time
-   after init (every shard as a Ray task, then the manifest). The workers are cold: each one's first
-   task pays the Python imports. This is the headline figure;
-3. runs the same plan again into a second folder on the now warm workers (steady state).
+   after start-up (every shard as a Ray task, then the manifest). This is the headline figure;
+3. runs the same plan again into a second folder on the same workers (steady state).
 
 Why one subprocess per run: every run gets its own Ray cluster sized by the project's own
 ``init_ray`` and cold worker processes, and nothing (warm workers, object store, driver imports) is

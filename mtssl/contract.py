@@ -26,6 +26,7 @@ import hashlib
 import json
 import re
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -80,6 +81,15 @@ def sample_key(source: str, suffix: str = "") -> str:
 def config_hash(config: dict[str, Any]) -> str:
     """Stable hash of a resolved configuration (sorted JSON)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def md5_file(path: str | Path) -> str:
+    """The shard checksum the manifest records (``md5sum``, as ``wids`` reads it)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def ab_bins() -> np.ndarray:

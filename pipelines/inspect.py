@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtssl.contract import MANIFEST_FILE, SCHEMA_VERSION, TASKS, decode_sample
+from mtssl.contract import MANIFEST_FILE, SCHEMA_VERSION, TASKS, decode_sample, md5_file
 
 
 class ShardSetError(RuntimeError):
@@ -51,14 +50,6 @@ def iter_tar_samples(path: Path):
             current[ext] = data
     if current is not None:
         yield current
-
-
-def md5_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtssl.contract import PARTS_DIR, encode_json, sample_key, shard_name, stats_name
+from mtssl.contract import PARTS_DIR, encode_json, md5_file, sample_key, shard_name, stats_name
 from pipelines.atomic import finish, tmp_path, write_json_atomic
 from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
@@ -167,11 +167,7 @@ def write_tar(path: Path, samples: list[tuple[str, RecipeOutput]]) -> tuple[int,
         for key, output in samples:
             writer.write({"__key__": key, **output.fields})
     finish(tmp, path)
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return path.stat().st_size, digest.hexdigest()
+    return path.stat().st_size, md5_file(path)
 
 
 def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:

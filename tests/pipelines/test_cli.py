@@ -60,7 +60,7 @@ def test_verify_passes_then_catches_a_flipped_byte_and_a_missing_shard(color_set
 
 def test_verify_decodes_every_sample(color_set, tmp_path):
     """A shard whose checksum was updated after a field was damaged still fails on decode."""
-    from pipelines.inspect import md5_file
+    from mtssl.contract import md5_file
 
     broken = tmp_path / "decode"
     shutil.copytree(color_set, broken)
