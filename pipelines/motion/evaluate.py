@@ -76,12 +76,16 @@ def _fmt(value: float | None) -> str:
 
 
 def print_scores(results: dict[str, Any], console: Console) -> None:
-    table = Table(title="Motion masks: mean IoU (J), method vs naive flow magnitude")
-    for column in ("sequence", "frames", "kept", "J all", "naive J all", "J kept", "naive J kept"):
+    table = Table(
+        title="Motion masks: mean IoU (J) of the method and of naive flow magnitude (no camera compensation, "
+        "adaptive or fixed threshold)"
+    )
+    columns = ("sequence", "frames", "kept", "J all", "naive", "naive fixed", "J kept", "naive", "naive fixed")
+    for column in columns:
         table.add_column(column, justify="left" if column == "sequence" else "right")
 
     def add(name: str, row: dict[str, Any], style: str | None = None) -> None:
-        keys = ("j_all", "naive_j_all", "j_kept", "naive_j_kept")
+        keys = ("j_all", "naive_j_all", "naive_fixed_j_all", "j_kept", "naive_j_kept", "naive_fixed_j_kept")
         table.add_row(name, str(row["scored"]), str(row["kept"]), *(_fmt(row[k]) for k in keys), style=style)
 
     for name, row in sorted(results["sequences"].items()):

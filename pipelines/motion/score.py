@@ -13,6 +13,7 @@ frames; the overall J is the mean over sequences, as DAVIS reports it (Perazzi e
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 from pipelines.motion.masks import MaskConfig, filter_reason, is_scene_cut, make_flow, mask_from_flow, naive_from_flow
 from pipelines.motion.masks import to_gray as _gray
 
-SUMMARY_KEYS = ("j_all", "j_kept", "naive_j_all", "naive_j_kept")
+SUMMARY_KEYS = ("j_all", "j_kept", "naive_j_all", "naive_j_kept", "naive_fixed_j_all", "naive_fixed_j_kept")
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -44,7 +45,12 @@ def partner(t: int, frames: Sequence[np.ndarray], gap: int) -> int | None:
 def score_frame(
     frame: np.ndarray, other: np.ndarray, gt: np.ndarray, cfg: MaskConfig, flow: cv2.DISOpticalFlow
 ) -> dict[str, Any]:
-    """IoU of the method and of the baseline for one pair (the flow is computed once and shared)."""
+    """IoU of the method and of the two baselines for one pair (the flow is computed once and shared).
+
+    The naive baselines threshold the flow magnitude with no camera compensation: with the method's own
+    adaptive threshold (which scales with the camera's flow, so it finds little under camera motion) and
+    with a fixed one (the threshold floor, ``min_residual`` px), which is the stronger of the two there.
+    """
     g0, g1 = _gray(frame), _gray(other)
     forward = flow.calc(g0, g1, None)
     backward = flow.calc(g1, g0, None) if cfg.fb_check else None
@@ -53,6 +59,7 @@ def score_frame(
     return {
         "iou": iou(result.mask, gt),
         "naive_iou": iou(naive_from_flow(forward, g0, cfg), gt),
+        "naive_fixed_iou": iou(naive_from_flow(forward, g0, replace(cfg, noise_k=0.0)), gt),
         "gt_share": float(np.count_nonzero(gt) / np.asarray(gt).size),
         "kept": reason is None,
         "reason": reason,
@@ -95,6 +102,8 @@ def aggregate_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "j_kept": _mean([r["iou"] for r in kept]),
         "naive_j_all": _mean([r["naive_iou"] for r in rows]),
         "naive_j_kept": _mean([r["naive_iou"] for r in kept]),
+        "naive_fixed_j_all": _mean([r["naive_fixed_iou"] for r in rows]),
+        "naive_fixed_j_kept": _mean([r["naive_fixed_iou"] for r in kept]),
     }
 
 

@@ -92,8 +92,10 @@ def test_every_considered_frame_is_a_sample_or_filtered_with_a_reason(built):
     index = pq.read_table(built / "index.parquet").to_pylist()
     filtered = [r for r in pq.read_table(built / "rejects.parquet").to_pylist() if r["kind"] == "filtered"]
     for source, count in (("square.mkv", 24), ("frames/square", 24), ("still.mp4", 12)):
-        frames = sorted([r["frame"] for r in index if r["source"] == source] +
-                        [r["frame"] for r in filtered if r["source"] == source])
+        frames = sorted(
+            [r["frame"] for r in index if r["source"] == source]
+            + [r["frame"] for r in filtered if r["source"] == source]
+        )
         assert frames == list(range(0, count, CFG.stride)), source
     still = {r["reason"] for r in filtered if r["source"] == "still.mp4"}
     assert still <= {"foreground below 10%", "no partner frame (end of video)"}
@@ -132,9 +134,11 @@ def test_two_ray_workers_build_the_sample_videos(ray_session, tmp_path):
 
     write_synthetic_videos(tmp_path / "sample")
     cfg = MotionConfig(stride=4, max_frames=6)
-    manifest = build_videos(tmp_path / "sample" / "videos", tmp_path / "ray", cfg, workers=2, samples_per_shard=8,
-                            show_progress=False).manifest
-    local = build_videos(tmp_path / "sample" / "videos", tmp_path / "local", cfg, workers=0, samples_per_shard=8,
-                         show_progress=False).manifest
+    manifest = build_videos(
+        tmp_path / "sample" / "videos", tmp_path / "ray", cfg, workers=2, samples_per_shard=8, show_progress=False
+    ).manifest
+    local = build_videos(
+        tmp_path / "sample" / "videos", tmp_path / "local", cfg, workers=0, samples_per_shard=8, show_progress=False
+    ).manifest
     assert manifest["totals"]["samples"] > 5 and manifest["totals"]["rejected"] == 0
     assert manifest["shardlist"] == local["shardlist"]  # same bytes (md5) whichever worker built them

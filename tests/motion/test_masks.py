@@ -1,0 +1,184 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from pipelines.motion.masks import (
+    PRESETS,
+    MaskConfig,
+    border_share,
+    filter_reason,
+    fit_camera,
+    is_scene_cut,
+    make_flow,
+    model_flow,
+    motion_mask,
+    naive_mask,
+    texture_map,
+    to_gray,
+)
+from pipelines.motion.score import iou
+
+CFG = MaskConfig()
+
+
+@pytest.fixture(scope="module")
+def dis():
+    cv2.setNumThreads(1)
+    return make_flow(CFG)
+
+
+def test_pure_pan_and_zoom_gives_a_nearly_empty_mask(pan_zoom_frames, dis):
+    for t in range(len(pan_zoom_frames) - CFG.gap):
+        result = motion_mask(pan_zoom_frames[t], pan_zoom_frames[t + CFG.gap], CFG, dis)
+        assert result.stats["fg_share"] < 0.02, (t, result.stats)
+        assert result.stats["model"] == "homography" and result.stats["inlier_ratio"] > 0.8
+        assert filter_reason(result.stats, CFG) == "foreground below 10%"
+
+
+def test_moving_square_over_a_panning_background_is_found(square_scene, dis):
+    frames, truth = square_scene
+    scores = []
+    for t in range(len(frames) - CFG.gap):
+        result = motion_mask(frames[t], frames[t + CFG.gap], CFG, dis)
+        assert result.mask.dtype == np.uint8 and result.mask.shape == truth[t].shape
+        assert set(np.unique(result.mask)) <= {0, 255}
+        scores.append(iou(result.mask, truth[t]))
+    assert min(scores) >= 0.8, scores
+
+
+def test_naive_baseline_is_clearly_worse_under_camera_motion(square_scene, dis):
+    frames, truth = square_scene
+    method = [iou(motion_mask(frames[t], frames[t + CFG.gap], CFG, dis).mask, truth[t]) for t in (0, 2, 4)]
+    naive = [iou(naive_mask(frames[t], frames[t + CFG.gap], CFG, dis), truth[t]) for t in (0, 2, 4)]
+    assert np.mean(method) - np.mean(naive) >= 0.5, (method, naive)
+
+
+def test_naive_baseline_matches_the_method_when_the_camera_is_still(dis):
+    from skimage import data
+
+    background = cv2.resize(data.chelsea(), (336, 256))
+    patch = cv2.resize(data.coffee()[100:300, 200:400], (80, 80))
+    frames, truth = [], []
+    for t in (0, 3):
+        frame = background.copy()
+        frame[90:170, 100 + 2 * t : 180 + 2 * t] = patch
+        mask = np.zeros((256, 336), np.uint8)
+        mask[90:170, 100 + 2 * t : 180 + 2 * t] = 255
+        frames.append(frame)
+        truth.append(mask)
+    method = iou(motion_mask(frames[0], frames[1], CFG, dis).mask, truth[0])
+    naive = iou(naive_mask(frames[0], frames[1], CFG, dis), truth[0])
+    assert method > 0.7 and abs(method - naive) < 0.1
+
+
+def test_identical_frames_give_an_empty_mask(pan_zoom_frames, dis):
+    result = motion_mask(pan_zoom_frames[0], pan_zoom_frames[0], CFG, dis)
+    assert not result.mask.any()
+    assert result.stats["fg_share"] == 0.0 and result.stats["model"] == "homography"
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_uniform_frames_do_not_raise(value, dis):
+    flat = np.full((256, 336, 3), value, np.uint8)
+    other = np.full((256, 336, 3), (value + 40) % 256, np.uint8)
+    for later in (flat, other):
+        result = motion_mask(flat, later, CFG, dis)
+        assert not result.mask.any() and result.stats["model"] == "none"
+        assert not naive_mask(flat, later, CFG, dis).any()
+
+
+def test_unrelated_noise_frames_do_not_raise(dis):
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (256, 336, 3), dtype=np.uint8) for _ in range(2))
+    result = motion_mask(a, b, CFG, dis)
+    assert result.mask.shape == (256, 336)
+    json.dumps(result.stats)  # JSON-able whatever happened
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (12, 40), (16, 16), (40, 60)])
+def test_tiny_frames_do_not_raise(shape):
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    result = motion_mask(frame, np.roll(frame, 1, axis=1), CFG)
+    assert result.mask.shape == shape
+    assert naive_mask(frame, frame, CFG).shape == shape
+
+
+def test_gray_frames_work_and_sizes_must_match(pan_zoom_frames, dis):
+    gray = [to_gray(f) for f in pan_zoom_frames[:4]]
+    assert motion_mask(gray[0], gray[3], CFG, dis).stats["fg_share"] < 0.02
+    with pytest.raises(ValueError, match="sizes differ"):
+        motion_mask(gray[0], gray[1][:100], CFG, dis)
+
+
+def test_camera_fit_recovers_a_known_homography():
+    from skimage import data
+
+    frame = cv2.cvtColor(cv2.resize(data.astronaut(), (336, 256)), cv2.COLOR_RGB2GRAY)
+    truth = np.array([[1.01, 0.004, 2.5], [-0.003, 1.01, -1.5], [1e-5, -2e-5, 1.0]])
+    true_flow = model_flow(truth, frame.shape)
+    fit = fit_camera(true_flow, texture_map(frame), CFG)
+    assert fit.model == "homography" and fit.inlier_ratio > 0.99
+    assert np.abs(model_flow(fit.matrix, frame.shape) - true_flow).max() < 0.05
+
+
+def test_camera_fit_falls_back_to_none_without_texture():
+    flow = np.zeros((64, 64, 2), np.float32)
+    fit = fit_camera(flow, np.zeros((64, 64), np.float32), CFG)
+    assert fit.model == "none" and fit.matrix is None and not model_flow(None, (64, 64)).any()
+
+
+def test_filter_reasons_for_crafted_stats():
+    def reason(fg: float, border: float = 0.0) -> str | None:
+        return filter_reason({"fg_share": fg, "border_share": border}, CFG)
+
+    assert reason(0.25) is None
+    assert reason(0.05) == "foreground below 10%"
+    assert reason(0.85) == "foreground above 80%"
+    assert reason(0.30, border=0.2) == "foreground on border"
+    assert reason(0.30, border=0.10) is None  # "more than 10%"
+    loose = MaskConfig(min_fg=0.02, max_fg=0.95, max_border_fg=0.5)
+    assert filter_reason({"fg_share": 0.05, "border_share": 0.2}, loose) is None
+
+
+def test_filter_defaults_are_pathaks():
+    assert (CFG.min_fg, CFG.max_fg, CFG.border_width, CFG.max_border_fg) == (0.10, 0.80, 0.05, 0.10)
+
+
+def test_border_share_counts_the_band_only():
+    mask = np.zeros((100, 200), np.uint8)
+    mask[40:60, 80:120] = 255  # in the middle: no border foreground
+    assert border_share(mask, 0.05) == 0.0
+    mask[:5, :] = 255  # the whole top band (5% of 100 rows)
+    band = 100 * 200 - 90 * 180
+    assert border_share(mask, 0.05) == pytest.approx(5 * 200 / band)
+
+
+def test_scene_cut_detector(pan_zoom_frames):
+    from skimage import data
+
+    other = cv2.resize(data.coffee(), (336, 256))
+    assert not is_scene_cut(pan_zoom_frames[0], pan_zoom_frames[5])
+    assert not is_scene_cut(pan_zoom_frames[0], pan_zoom_frames[0])
+    assert is_scene_cut(pan_zoom_frames[0], other)
+
+
+def test_presets_and_unknown_preset():
+    assert set(PRESETS) == {"ultrafast", "fast", "medium"}
+    with pytest.raises(ValueError, match="preset"):
+        make_flow(MaskConfig(preset="slow"))
+
+
+def test_forward_backward_check_runs(square_scene, dis):
+    frames, truth = square_scene
+    cfg = MaskConfig(fb_check=True)
+    assert iou(motion_mask(frames[0], frames[cfg.gap], cfg, dis).mask, truth[0]) >= 0.8
+
+
+def test_masks_are_deterministic(square_scene):
+    frames, _ = square_scene
+    a = motion_mask(frames[1], frames[4], CFG, make_flow(CFG))
+    b = motion_mask(frames[1], frames[4], CFG, make_flow(CFG))
+    assert np.array_equal(a.mask, b.mask) and a.stats == b.stats
