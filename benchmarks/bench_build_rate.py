@@ -112,9 +112,7 @@ def build_all(plan: BuildPlan) -> None:
         build_shard(plan.task, plan.config, plan.source_root, plan.out, index, plan.shard_units(index))
 
 
-def measure_tree(
-    tree: Tree, tasks: list[str], repeat: int, samples_per_shard: int, workdir: Path
-) -> list[TaskTimes]:
+def measure_tree(tree: Tree, tasks: list[str], repeat: int, samples_per_shard: int, workdir: Path) -> list[TaskTimes]:
     paths = image_paths(tree.root)
     times = {task: TaskTimes(task, len(paths)) for task in tasks}
     decode_all(paths)  # warm-up: page cache and decoder

@@ -238,9 +238,7 @@ build times / (2 x wall); runs used = clean runs (CPU ceiling >= {min_ceiling}x 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=Path, help="Image tree (default: write the ImageNet-like one).")
-    parser.add_argument(
-        "--variant", default="imagenet", choices=["imagenet", "sample"], help="Generated tree."
-    )
+    parser.add_argument("--variant", default="imagenet", choices=["imagenet", "sample"], help="Generated tree.")
     parser.add_argument("--count", type=int, default=960, help="Images of the generated tree (about).")
     parser.add_argument("--tasks", nargs="+", default=["relpos"], choices=TASKS)
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each worker count (ABBA order).")
@@ -265,10 +263,7 @@ def main() -> None:
         workdir = Path(tmp)
         images = args.images.resolve() if args.images else write_tree(workdir, args.variant, args.count).root
         print(f"input: {describe_tree(image_paths(images))}, {args.samples_per_shard} per shard ({images})")
-        rows = [
-            summary_row(task, measure_task(task, images, workdir, args), args.min_ceiling)
-            for task in args.tasks
-        ]
+        rows = [summary_row(task, measure_task(task, images, workdir, args), args.min_ceiling) for task in args.tasks]
     print()
     print_table(HEADERS, rows)
     print(NOTE.format(min_ceiling=args.min_ceiling).replace("\n", " "))

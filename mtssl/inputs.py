@@ -167,9 +167,7 @@ def _stack(arrays: list[np.ndarray], key: str) -> torch.Tensor:
 def batch_from_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """Collate decoded samples (``contract.decode_sample`` output) into the batch layout above (CPU)."""
     first = samples[0]
-    batch = {
-        key: _stack([s[field] for s in samples], key) for field, key in BATCH_KEYS.items() if field in first
-    }
+    batch = {key: _stack([s[field] for s in samples], key) for field, key in BATCH_KEYS.items() if field in first}
     if "json" in first and "grayscale" in first["json"]:
         batch["grayscale"] = torch.tensor([bool(s["json"]["grayscale"]) for s in samples])
     return batch

@@ -151,14 +151,21 @@ class MultiTaskNet(nn.Module):
         return loss, {f"{task}_loss": loss.detach(), **metrics}
 
     def forward(
-        self, batches: Mapping[str, Batch], generator: torch.Generator | None = None
+        self,
+        batches: Mapping[str, Batch],
+        generator: torch.Generator | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Every task in ``batches`` on its own mini-batch; returns the summed losses plus the L1 penalty."""
+        """Every task in ``batches`` on its own mini-batch; returns the summed losses plus the L1 penalty.
+
+        ``weights`` scales each task's loss (1 when absent); the trainer's task-per-rank mode uses it so that
+        DDP's gradient average equals the all-tasks objective. The metrics report the unscaled losses.
+        """
         total = self.lasso_penalty()
         metrics = {"lasso_penalty": total.detach()}
         for task, batch in batches.items():
             loss, task_metrics = self.task_step(task, batch, generator)
-            total = total + loss
+            total = total + (loss if weights is None else weights.get(task, 1.0) * loss)
             metrics.update(task_metrics)
         return total, metrics
 

@@ -57,7 +57,5 @@ class Task(nn.Module, ABC):
         """The head: combined block-3 features (M,C,h,w) -> task outputs."""
 
     @abstractmethod
-    def loss_and_metric(
-        self, outputs: torch.Tensor, targets: Targets
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_and_metric(self, outputs: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Scalar loss (fp32) and ``{metric_name: value}`` (detached scalars)."""

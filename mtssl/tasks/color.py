@@ -92,9 +92,7 @@ def soft_encoding_table(k: int, sigma: float) -> tuple[torch.Tensor, torch.Tenso
     return torch.cat(indices), torch.cat(weights)
 
 
-def soft_encode(
-    ab: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
+def soft_encode(ab: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """int8 ab (N,2,h,w) -> (bin indices (N,k,h,w), weights (N,k,h,w)) via the lookup table."""
     ab = ab.long() + AB_OFFSET
     row = ab[:, 0] * 256 + ab[:, 1]
@@ -160,9 +158,7 @@ def prior_array(ab_prior: object | None) -> np.ndarray:
         ab_prior = ab_prior.detach().cpu().numpy()
     prior = np.asarray(ab_prior, dtype=np.float64)
     if prior.shape != (NUM_AB_BINS,) or (prior < 0).any() or prior.sum() <= 0:
-        raise ValueError(
-            f"ab_prior must be {NUM_AB_BINS} non-negative probabilities, got shape {prior.shape}"
-        )
+        raise ValueError(f"ab_prior must be {NUM_AB_BINS} non-negative probabilities, got shape {prior.shape}")
     return prior / prior.sum()
 
 
@@ -211,9 +207,7 @@ class ColorTask(Task):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
 
-    def loss_and_metric(
-        self, outputs: torch.Tensor, targets: Targets
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_and_metric(self, outputs: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         size = targets["bins"].shape[-2:]
         if outputs.shape[-2:] != size:
             outputs = F.interpolate(outputs.float(), size=size, mode="bilinear", align_corners=False)

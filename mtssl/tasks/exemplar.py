@@ -120,9 +120,7 @@ class ExemplarTask(Task):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
 
-    def loss_and_metric(
-        self, outputs: torch.Tensor, targets: Targets
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_and_metric(self, outputs: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         embeddings = outputs.view(-1, int(targets["views"]), outputs.shape[-1])
         loss = triplet_loss(embeddings, self.config.margin, self.config.hard_negatives)
         return loss, {self.metric_name: triplet_accuracy(embeddings.detach())}

@@ -84,9 +84,7 @@ class MotionTask(Task):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
 
-    def loss_and_metric(
-        self, outputs: torch.Tensor, targets: Targets
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_and_metric(self, outputs: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mask = targets["mask"]
         logits = F.interpolate(outputs.float(), size=mask.shape[-2:], mode="bilinear", align_corners=False)
         return motion_loss(logits, mask), {self.metric_name: mask_iou(logits.detach(), mask)}

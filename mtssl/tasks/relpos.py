@@ -109,9 +109,7 @@ class RelPosTask(Task):
     def keys(self, mode: str) -> tuple[str, ...]:
         return ("l",) if check_mode(mode) == "harmonized" else ("rgb",)
 
-    def select(
-        self, patches: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def select(self, patches: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Grid patches (N,9,C,P,P) -> (N,G,C,P,P) with the centre first, and the pair labels."""
         n = patches.shape[0]
         neighbours = self.neighbours.to(patches.device)
@@ -130,17 +128,13 @@ class RelPosTask(Task):
         tiles = batch[self.keys(mode)[0]]
         patches, labels = self.select(split_grid(tiles, RELPOS_GRID, RELPOS_GRID), generator)
         flat = patches.flatten(0, 1).float()
-        flat = random_downsample(
-            flat, self.config.downsample_prob, self.config.downsample_min_side, generator
-        )
+        flat = random_downsample(flat, self.config.downsample_prob, self.config.downsample_min_side, generator)
         x = relpos_input(flat, mode, self.config.noise, self.config.rms_scale, generator)
         return match_channels(x, channels), {"labels": labels}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
 
-    def loss_and_metric(
-        self, outputs: torch.Tensor, targets: Targets
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_and_metric(self, outputs: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         labels = targets["labels"]
         return relpos_loss(outputs, labels), {self.metric_name: relpos_accuracy(outputs, labels).detach()}

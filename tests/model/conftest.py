@@ -20,9 +20,7 @@ TINY_TASKS = {
 }
 
 
-def build_tiny_net(
-    tasks: tuple[str, ...] = ("relpos", "color", "exemplar", "motion"), **overrides
-) -> MultiTaskNet:
+def build_tiny_net(tasks: tuple[str, ...] = ("relpos", "color", "exemplar", "motion"), **overrides) -> MultiTaskNet:
     config = NetworkConfig(**{"tasks": tasks, "depth": 18, "width": 8, **overrides})
     return MultiTaskNet(config, TINY_TASKS)
 

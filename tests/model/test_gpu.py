@@ -24,9 +24,7 @@ def test_bf16_channels_last_step_matches_fp32(tiny_net, make_batch, mode):
     reference, ref_metrics = exact({t: to_cuda(b) for t, b in batches.items()}, generator.manual_seed(0))
     assert total.dtype == torch.float32 and torch.isfinite(total)
     for task in TASKS:
-        assert metrics[f"{task}_loss"].item() == pytest.approx(
-            ref_metrics[f"{task}_loss"].item(), rel=0.05, abs=0.02
-        )
+        assert metrics[f"{task}_loss"].item() == pytest.approx(ref_metrics[f"{task}_loss"].item(), rel=0.05, abs=0.02)
     total.backward()
     grads = [p.grad for p in fast.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -220,9 +220,7 @@ def test_native_mode_rejects_a_grey_trunk():
 
 
 def test_harmonized_network_can_take_rgb_trunk_for_released_weights(make_batch):
-    config = NetworkConfig(
-        tasks=("motion",), depth=18, width=4, in_channels=3, lasso=False, slim_strides=True
-    )
+    config = NetworkConfig(tasks=("motion",), depth=18, width=4, in_channels=3, lasso=False, slim_strides=True)
     net = MultiTaskNet(config)
     loss, metrics = net.task_step("motion", make_batch("motion", size=64))
     assert torch.isfinite(loss) and net.trunk.conv1.in_channels == 3

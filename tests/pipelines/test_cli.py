@@ -102,12 +102,15 @@ def test_sample_writes_class_folders(tmp_path):
     assert len(folders) == 15 and all(len(list(f.glob("*.jpg"))) == 2 for f in folders)
 
 
-def test_cli_reference_in_docs_is_current(tmp_path):
-    """docs/cli.md is generated: `typer pipelines.cli utils docs --name mtssl-data --output docs/cli.md`."""
+@pytest.mark.parametrize(
+    "module,name,doc", [("pipelines.cli", "mtssl-data", "cli.md"), ("mtssl.train.cli", "mtssl-train", "cli-train.md")]
+)
+def test_cli_reference_in_docs_is_current(tmp_path, module, name, doc):
+    """docs/cli*.md are generated: `typer MODULE utils docs --name NAME --output docs/DOC`."""
     import subprocess
     import sys
 
-    generated = tmp_path / "cli.md"
-    cmd = [sys.executable, "-m", "typer", "pipelines.cli", "utils", "docs", "--name", "mtssl-data"]
+    generated = tmp_path / doc
+    cmd = [sys.executable, "-m", "typer", module, "utils", "docs", "--name", name]
     subprocess.run([*cmd, "--output", str(generated)], check=True, capture_output=True)
-    assert generated.read_text() == (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    assert generated.read_text() == (Path(__file__).parents[2] / "docs" / doc).read_text()

@@ -1,0 +1,134 @@
+"""``mtssl-train``: train one trunk on every pretext task's shard set (Doersch & Zisserman 2017).
+
+Single process: ``mtssl-train --shards shards/``. Several GPUs or nodes: the same command under
+``torchrun`` (see the README). ``--resume`` continues the run in ``--out`` from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtssl.data.shardsets import ShardSetError
+from mtssl.train.config import (
+    ConfigError,
+    TrainConfig,
+    merge_for_resume,
+    parse_task_batch,
+    parse_task_options,
+)
+
+app = typer.Typer(help=__doc__, pretty_exceptions_enable=False, add_completion=False)
+D = TrainConfig()
+DATA, NET, OPT, RUN = "Data", "Network", "Optimisation", "Run"
+
+
+def _opt(help: str, panel: str, *names: str, **kw) -> typer.Option:  # noqa: A002 - typer's own word
+    return typer.Option(*names, help=help, rich_help_panel=panel, **kw)
+
+
+@app.command()
+def main(
+    ctx: typer.Context,
+    shards: Annotated[Path, _opt("Folder of the shard sets (found by their manifest.json).", DATA)] = Path(D.shards),
+    out: Annotated[Path, _opt("Run folder: checkpoints, trunk.pt, log.jsonl, config.json.", RUN)] = Path(D.out),
+    resume: Annotated[bool, _opt("Continue the run in --out from its newest checkpoint.", RUN)] = False,
+    tasks: Annotated[str | None, _opt("Comma-separated subset of tasks; default: every set found.", DATA)] = None,
+    verify: Annotated[bool, _opt("Check every shard's md5 against its manifest first.", DATA)] = D.verify,
+    batch_size: Annotated[int, _opt("Mini-batch per task and rank.", DATA, min=1)] = D.batch_size,
+    task_batch: Annotated[list[str] | None, _opt("Per-task batch, TASK=N (repeatable).", DATA)] = None,
+    patch_size: Annotated[
+        int | None, _opt("Relpos patch / exemplar view side the sets must have been built with.", DATA)
+    ] = D.patch_size,
+    motion_crop: Annotated[
+        int | None, _opt("Side of random square motion crops; default: the frames' shorter side.", DATA)
+    ] = D.motion_crop,
+    workers: Annotated[int, _opt("DataLoader workers per rank (all tasks).", DATA, min=0)] = D.workers,
+    shuffle_buffer: Annotated[int, _opt("Shuffle buffer per task and worker, in samples.", DATA, min=1)] = (
+        D.shuffle_buffer
+    ),
+    depth: Annotated[int, _opt("Trunk depth: 18, 50 or 101 (paper: 101).", NET)] = D.depth,
+    width: Annotated[int, _opt("Trunk root width (paper: 64).", NET, min=1)] = D.width,
+    input_mode: Annotated[str, _opt("harmonized (L for every task) or native.", NET)] = D.input_mode,
+    lasso: Annotated[bool, _opt("Learn each task's mix of block-3 units (off: naive trunk).", NET)] = D.lasso,
+    l1: Annotated[float, _opt("L1 penalty on the lasso weights.", NET)] = D.l1,
+    task_opt: Annotated[
+        list[str] | None, _opt("Task head option, TASK.FIELD=VALUE, e.g. relpos.patch_dim=512 (repeatable).", NET)
+    ] = None,
+    steps: Annotated[int, _opt("Training steps.", OPT, min=1)] = D.steps,
+    optimizer: Annotated[str, _opt("rmsprop (paper), sgd or adamw.", OPT)] = D.optimizer,
+    lr: Annotated[float, _opt("Peak learning rate.", OPT)] = D.lr,
+    momentum: Annotated[float, _opt("Momentum of rmsprop and sgd.", OPT)] = D.momentum,
+    rmsprop_decay: Annotated[float, _opt("RMSProp decay of the squared-gradient average.", OPT)] = D.rmsprop_decay,
+    eps: Annotated[float | None, _opt("Optimizer epsilon; default 1e-3 for rmsprop, 1e-8 for adamw.", OPT)] = D.eps,
+    weight_decay: Annotated[float, _opt("Weight decay of conv and linear weights.", OPT)] = D.weight_decay,
+    warmup_steps: Annotated[int, _opt("Linear learning-rate warm-up from 0.", OPT, min=0)] = D.warmup_steps,
+    decay: Annotated[str, _opt("Learning-rate decay after warm-up: cosine, step or none.", OPT)] = D.decay,
+    final_lr: Annotated[float, _opt("Learning rate at the last step (cosine).", OPT)] = D.final_lr,
+    step_every: Annotated[int, _opt("Step decay: steps between drops.", OPT, min=1)] = D.step_every,
+    step_gamma: Annotated[float, _opt("Step decay: factor per drop.", OPT)] = D.step_gamma,
+    clip_grad: Annotated[float | None, _opt("Clip the global gradient norm to this.", OPT)] = D.clip_grad,
+    seed: Annotated[int, _opt("Seed of the streams, augmentations and initialisation.", RUN)] = D.seed,
+    device: Annotated[str, _opt("auto (CUDA when available), cuda or cpu.", RUN)] = D.device,
+    amp: Annotated[bool, _opt("bf16 autocast on CUDA.", RUN)] = D.amp,
+    channels_last: Annotated[bool, _opt("channels-last memory format on CUDA.", RUN)] = D.channels_last,
+    compile: Annotated[bool, _opt("torch.compile the trunk and heads.", RUN)] = D.compile,  # noqa: A002
+    distributed: Annotated[
+        str, _opt("Under torchrun: all-tasks (every rank every task) or task-per-rank (the paper's).", RUN)
+    ] = D.distributed,
+    save_every: Annotated[int, _opt("Checkpoint every N steps (also the data-stream segment).", RUN, min=1)] = (
+        D.save_every
+    ),
+    keep: Annotated[int, _opt("Checkpoints kept.", RUN, min=1)] = D.keep,
+    log_every: Annotated[int, _opt("A log.jsonl record every N steps.", RUN, min=1)] = D.log_every,
+    progress: Annotated[bool | None, _opt("Progress bar (default: when stdout is a terminal).", RUN)] = None,
+) -> None:
+    """Stream every task's shards into the lasso multi-task network."""
+    params = dict(locals())
+    try:
+        values = {
+            **{k: v for k, v in params.items() if k not in ("ctx", "resume", "task_batch", "task_opt", "tasks")},
+            "shards": str(shards),
+            "out": str(out),
+            "tasks": tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else None,
+            "task_batch": parse_task_batch(task_batch or []),
+            "task_options": parse_task_options(task_opt or []),
+        }
+        given = {name: values[_field(name)] for name in _given(ctx)} if resume else {}
+        cfg = _resumed_config(out, given) if resume else TrainConfig(**values)
+        from mtssl.train.loop import train  # heavy imports only once the options are valid
+
+        train(cfg, resume=resume)
+    except (ConfigError, ShardSetError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _field(param: str) -> str:
+    return {"task_opt": "task_options"}.get(param, param)
+
+
+def _given(ctx: typer.Context) -> list[str]:
+    """Parameters typed on the command line (so a resume can tell them from defaults). Compared by name:
+    typer vendors its own copy of click, whose ParameterSource is not click's."""
+    return [
+        name
+        for name in ctx.params
+        if name != "resume" and getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+    ]
+
+
+def _resumed_config(out: Path, given: dict) -> TrainConfig:
+    from mtssl.train.checkpoint import load_latest
+
+    found = load_latest(out)
+    if found is None:
+        raise ConfigError(f"--resume: no checkpoint in {out}")
+    return merge_for_resume(TrainConfig.from_json(found[1]["config"]), given)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,265 @@
+"""``train(cfg)``: stream every task's shards into the lasso network, one readable loop.
+
+Each step draws a mini-batch of every task the rank trains, runs the shared trunk, each task's lasso mix
+and head, sums the task losses and the L1 penalty on the lasso weights, and steps the optimizer (src:
+method.md, "Training"). Build -> resume -> loop -> save, in the order of the banners below.
+
+Resume guarantee: resuming from a checkpoint taken at a multiple of ``--save-every`` (every periodic
+checkpoint) continues with bit-identical steps to the uninterrupted run on the CPU, on the same machine
+with the same ``--workers``, world size and options: the data streams and the augmentation generator
+restart at every multiple of ``--save-every`` from seeds that depend only on (seed, rank, worker, step),
+in both runs, and the model, optimizer and RNG states come back from the checkpoint. On CUDA the batches
+and augmentations are the same too, but cuDNN may pick other kernels, so losses agree to rounding, not
+bit for bit. Resuming from the final checkpoint of a shorter run (raising ``--steps``) continues without
+replaying data, but the schedule is recomputed for the new length and the streams start fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtssl.data.shardsets import RunNeeds, ShardSet, ShardSetError, check_run, manifest_hashes, open_sets
+from mtssl.data.stream import StepStream, TaskSpec, fields_for, make_loader, to_device
+from mtssl.model import MultiTaskNet, NetworkConfig
+from mtssl.tasks import TASKS as TASK_CLASSES
+from mtssl.train import checkpoint as ckpt
+from mtssl.train import distributed as ddp
+from mtssl.train.config import ConfigError, TrainConfig
+from mtssl.train.logging import LOG_FILE, RunLog, Window, progress_bar
+from mtssl.train.schedule import warmup_then_decay
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or with ``resume`` continue) a training run; returns the last log record."""
+    # ============ distributed set-up, device, seeds ============
+    env = ddp.setup(cfg.device)
+    seed_everything(cfg.seed)  # the same initial network on every rank; data and augmentations are per rank
+    if env.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    out = Path(cfg.out)
+    found = ckpt.load_latest(out) if resume else None
+    if resume and found is None:
+        raise ConfigError(f"--resume: no checkpoint in {out}")
+    if not resume and ckpt.checkpoints(out):
+        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+
+    # ============ shard sets: find them, check them against the run ============
+    sets = open_sets(Path(cfg.shards), cfg.tasks, cfg.verify)
+    cfg = replace(cfg, tasks=tuple(sets))
+    net = build_network(cfg, sets)
+    for task, sset in sets.items():
+        check_run(sset, RunNeeds(fields_for(net.keys(task)), cfg.patch_size, cfg.motion_crop, cfg.input_mode))
+    if found is not None:
+        check_same_shards(found[1]["manifests"], manifest_hashes(sets.values()))
+
+    # ============ network, task assignment, DDP ============
+    net.to_device(env.device)
+    my_tasks = ddp.assign_tasks(cfg.tasks, cfg.distributed, env.rank, env.world_size)
+    weights = ddp.loss_weights(cfg.tasks, cfg.distributed, env.world_size)
+    if cfg.compile:
+        compile_network(net)
+    model = ddp.wrap(net, env, find_unused=cfg.distributed == "task-per-rank")
+
+    # ============ optimizer and learning-rate schedule ============
+    optimizer = make_optimizer(cfg, net)
+    lrs = warmup_then_decay(
+        cfg.lr, cfg.steps, cfg.warmup_steps, cfg.decay, cfg.final_lr, cfg.step_every, cfg.step_gamma
+    )
+    generator = torch.Generator(env.device)
+
+    # ============ resume: model, optimizer, step, RNG states ============
+    start = 0
+    if found is not None:
+        path, state = found
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ckpt.set_rng_state(state["rng"], generator)
+        start = int(state["step"])
+        if env.is_main:
+            print(f"resuming {out} from {path.name} (step {start})", flush=True)
+
+    # ============ data: one stream of every task this rank trains ============
+    specs = [task_spec(cfg, sets[task], net) for task in my_tasks]
+    stream = StepStream(specs, cfg.seed, env.rank, start, cfg.save_every)
+    loader = make_loader(stream, cfg.workers, pin_memory=env.device.type == "cuda")
+    per_task_ranks = ddp.ranks_per_task(cfg.tasks, cfg.distributed, env.world_size)
+    network_json = json.dumps(net.resolved_config(), sort_keys=True)
+    hashes = manifest_hashes(sets.values())
+
+    # ============ training loop ============
+    log = RunLog(out / LOG_FILE, enabled=env.is_main, resume_step=start if found is not None else None)
+    if env.is_main:  # the resolved config, for people; checkpoints hold their own copy
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.write_text_atomic(out / "config.json", json.dumps(json.loads(cfg.to_json()), indent=1) + "\n")
+    record: dict[str, Any] = {}
+    window, data = Window(), None
+    with progress_bar(cfg.progress if env.is_main else False, cfg.steps, start) as bar:
+        for step in range(start, cfg.steps):
+            if data is None or step % cfg.save_every == 0:  # a new stream segment (see mtssl.data.stream)
+                data = iter(loader)
+                generator.manual_seed(augment_seed(cfg.seed, env.rank, step))
+            tic = time.perf_counter()
+            batches = to_device(next(data), env.device)
+            waited = time.perf_counter() - tic
+            for group in optimizer.param_groups:
+                group["lr"] = float(lrs[step])
+            loss, metrics = model(batches, generator, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
+            optimizer.step()
+            window.add(loss, metrics, waited)
+            done = step + 1
+
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                record = log_record(window, net, cfg, env, per_task_ranks, done, float(lrs[step]))
+                log.write(record)
+                bar.update(done, record["loss"])
+                window = Window()
+            else:
+                bar.update(done)
+
+            # ============ save: atomic checkpoint and trunk export ============
+            if env.is_main and (done % cfg.save_every == 0 or done == cfg.steps):
+                state = {
+                    "step": done,
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": ckpt.rng_state(generator),
+                    "lasso": net.lasso_weights().cpu(),
+                    "config": cfg.to_json(),
+                    "network": network_json,
+                    "manifests": hashes,
+                    "world_size": env.world_size,
+                    "versions": versions(),
+                }
+                ckpt.save_checkpoint(out, state, cfg.keep)
+                ckpt.export_trunk(out, net, network_json, done)
+
+    # ============ end: every rank holds the same parameters ============
+    digests = ddp.gather_digests(ddp.param_digest(net))
+    end = {"step": cfg.steps, "event": "end", "param_digests": digests, "ranks_in_sync": len(set(digests)) == 1}
+    log.write(end)
+    if env.is_main and not end["ranks_in_sync"]:
+        print(f"warning: ranks ended with different parameters: {digests}", flush=True)
+    del model, data  # DDP's reducer and the loader's workers go before the process group does
+    ddp.teardown()
+    return {**record, **end}
+
+
+# ---- building blocks ---------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def augment_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of the on-device augmentation generator for the segment starting at ``step``."""
+    return int(np.random.SeedSequence([seed, rank, step, 0x61756720]).generate_state(1)[0])
+
+
+def build_network(cfg: TrainConfig, sets: dict[str, ShardSet]) -> MultiTaskNet:
+    """The lasso network for the run's tasks; the colour head rebalances with the colour set's ab prior."""
+    network = NetworkConfig(
+        tasks=cfg.tasks,
+        depth=cfg.depth,
+        width=cfg.width,
+        input_mode=cfg.input_mode,
+        lasso=cfg.lasso,
+        l1=cfg.l1,
+        amp=cfg.amp,
+        channels_last=cfg.channels_last,
+    )
+    task_configs = {t: TASK_CLASSES[t].config_class(**cfg.task_options.get(t, {})) for t in cfg.tasks}
+    prior = sets["color"].ab_prior if "color" in sets else None
+    return MultiTaskNet(network, task_configs, prior)
+
+
+def task_spec(cfg: TrainConfig, sset: ShardSet, net: MultiTaskNet) -> TaskSpec:
+    batch = cfg.batch_for(sset.task)
+    if sset.task == "exemplar" and batch < 2:
+        raise ConfigError("exemplar's triplet loss needs at least 2 images per batch: raise --task-batch exemplar")
+    crop = None
+    if sset.task == "motion":
+        crop = cfg.motion_crop or sset.recipe.get("size")
+    return TaskSpec(sset.task, tuple(sset.urls), fields_for(net.keys(sset.task)), batch, crop, cfg.shuffle_buffer)
+
+
+def check_same_shards(saved: dict[str, str], current: dict[str, str]) -> None:
+    changed = [
+        f"{t} ({saved.get(t)} -> {current.get(t)})"
+        for t in sorted(set(saved) | set(current))
+        if saved.get(t) != current.get(t)
+    ]
+    if changed:
+        raise ShardSetError(
+            "--resume: the shard sets differ from those the run started with (manifest hashes "
+            + ", ".join(changed)
+            + "); point --shards at the original sets, or start a new run"
+        )
+
+
+def compile_network(net: MultiTaskNet) -> None:
+    """torch.compile the trunk and every head in place (parameter names, hence checkpoints, unchanged)."""
+    net.trunk.compile()
+    for task in net.tasks.values():
+        task.head.compile()
+
+
+def make_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
+    """RMSProp (default), SGD or AdamW; weight decay on conv and linear weights only (not on biases,
+    normalisation or lasso weights, which have their own L1 penalty)."""
+    decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in net.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    eps = cfg.resolved_eps
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=cfg.rmsprop_decay, eps=eps, momentum=cfg.momentum)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr, eps=eps)
+
+
+def log_record(
+    window: Window,
+    net: MultiTaskNet,
+    cfg: TrainConfig,
+    env: ddp.DistEnv,
+    per_task_ranks: dict[str, int],
+    step: int,
+    lr: float,
+) -> dict[str, Any]:
+    """The window's means over every rank, samples/s per task over all ranks, and the lasso weights."""
+    keys = ["loss", "lasso_penalty", "data_wait", "step_s"]
+    for task in cfg.tasks:
+        keys += [f"{task}_loss", net.tasks[task].metric_name]
+    means = ddp.reduce_mean(window.means(), keys, env.device)
+    record: dict[str, Any] = {"step": step, "lr": lr, **{k: round(v, 6) for k, v in means.items()}}
+    for task in cfg.tasks:
+        record[f"{task}_samples_per_s"] = round(cfg.batch_for(task) * per_task_ranks[task] / means["step_s"], 2)
+    alpha = net.lasso_weights().cpu()
+    record["lasso"] = {task: [round(float(a), 5) for a in row] for task, row in zip(cfg.tasks, alpha, strict=True)}
+    return record
+
+
+def versions() -> dict[str, str]:
+    out = {"torch": str(torch.__version__)}
+    for name in ("mtssl", "webdataset", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out

@@ -1,0 +1,112 @@
+"""Trainer fixtures: tiny shard sets of all four tasks (built once per session) and a tiny-run config.
+
+The sets are built by the real producer (``pipelines``, in-process, no Ray) at small sizes: 32-px relpos
+patches and exemplar views, 64-px colour crops, 96 x 128 motion frames of textured squares moving over a
+textured background (whose masks are the squares), so a depth-18, width-8 trunk trains in seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mtssl.train.config import TrainConfig
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+TINY_TASK_OPTIONS = {
+    "relpos": {"patch_channels": 8, "patch_dim": 32, "pair_dims": (32,)},
+    "color": {"hidden": 32},
+    "exemplar": {"hidden": 32, "dim": 16},
+    "motion": {"hidden": 16},
+}
+
+
+def moving_squares(count: int, seed: int, height: int = 96, width: int = 128) -> list[np.ndarray]:
+    """A textured square moving over a textured static background (about 17% of the frame moves)."""
+    rng = np.random.default_rng(seed)
+    background = cv2.resize(rng.integers(0, 256, (height // 4, width // 4, 3), dtype=np.uint8), (width, height))
+    square = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (44, 44), interpolation=cv2.INTER_NEAREST)
+    y0, x0, dy, dx = int(rng.integers(4, 40)), int(rng.integers(4, 20)), int(rng.integers(-1, 2)), 2
+    frames = []
+    for i in range(count):
+        frame = background.copy()
+        y, x = min(max(y0 + dy * i, 0), height - 44), min(x0 + dx * i, width - 44)
+        frame[y : y + 44, x : x + 44] = square
+        frames.append(frame)
+    return frames
+
+
+def build_sets(root: Path) -> Path:
+    """Build relpos, color, exemplar and motion sets under ``root/shards`` with the real producer."""
+    from pipelines.build import build_images, build_videos
+    from pipelines.motion.synthetic import write_video
+    from pipelines.recipes.color import ColorConfig
+    from pipelines.recipes.exemplar import ExemplarConfig
+    from pipelines.recipes.motion import MotionConfig
+    from pipelines.recipes.relpos import RelposConfig
+    from pipelines.sample import write_image_sample
+
+    images, videos, shards = root / "images", root / "videos", root / "shards"
+    write_image_sample(images, per_class=2, seed=0, short_side=(160, 200))
+    for folder in images.iterdir():  # a fixed small subset of colour photos: losses comparable across steps
+        if folder.name not in PHOTOS:
+            shutil.rmtree(folder)
+    recipes = {
+        "relpos": RelposConfig(patch=32, gap=16, jitter=4, min_area=20_000, max_area=30_000, min_source_side=64),
+        "color": ColorConfig(size=64, min_source_side=64),
+        "exemplar": ExemplarConfig(views=4, view_size=32, min_source_side=32),
+    }
+    for task, recipe in recipes.items():
+        build_images(task, images, shards / task, recipe, workers=0, samples_per_shard=4, show_progress=False)
+    for seed in range(3):
+        write_video(videos / f"square{seed}.mp4", moving_squares(16, seed))
+    motion = MotionConfig(size=96, stride=2, max_frames=None, segment_frames=100, min_source_side=32)
+    build_videos(videos, shards / "motion", motion, workers=0, samples_per_shard=4, show_progress=False)
+    return shards
+
+
+@pytest.fixture(scope="session")
+def shard_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``shards/`` with one tiny set per task (8 images of 4 photos, 3 short videos), built once per session."""
+    return build_sets(tmp_path_factory.mktemp("train-data"))
+
+
+@pytest.fixture
+def tiny_config(shard_root: Path, tmp_path: Path):
+    """Factory: a TrainConfig for a tiny CPU run in a fresh folder; keyword arguments override."""
+
+    def make(**overrides) -> TrainConfig:
+        base = TrainConfig(
+            shards=str(shard_root),
+            out=str(tmp_path / "run"),
+            depth=18,
+            width=8,
+            batch_size=4,
+            workers=0,
+            shuffle_buffer=16,
+            steps=6,
+            warmup_steps=0,
+            save_every=3,
+            log_every=1,
+            device="cpu",
+            progress=False,
+            task_options=TINY_TASK_OPTIONS,
+        )
+        return replace(base, **overrides)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny tensors gain nothing from more, and lose a lot when cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
