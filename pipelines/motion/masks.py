@@ -43,6 +43,7 @@ class MaskConfig:
     gap: int = 3  # ours, tuned: frames between t and its partner (at 25-30 fps); 2 and 4 lose ~0.02
     grid_step: int = 8  # ours: spacing (px) of the flow samples the camera is fitted to (6: same IoU, slower)
     ransac_threshold: float = 1.0  # ours: RANSAC reprojection threshold (px)
+    max_model_points: int = 300  # ours: samples a camera fit uses at most (more: slower, same IoU)
     min_model_points: int = 12  # ours: fewer textured samples than this and no camera model is fitted
     min_texture: float = 28.0  # ours, tuned: mean |Sobel| (7x7 box) from which a pixel's flow is evidence
     ring_width: float = 0.15  # ours, tuned: border ring (share of each side) that votes for the camera
@@ -166,9 +167,16 @@ def _sane(h: np.ndarray | None, shape: tuple[int, int]) -> bool:
 
 
 def _ransac(src: np.ndarray, dst: np.ndarray, shape: tuple[int, int], cfg: MaskConfig):
-    """(3x3 matrix, model name): RANSAC homography, else RANSAC affine, else (None, "none")."""
+    """(3x3 matrix, model name): RANSAC homography, else RANSAC affine, else (None, "none").
+
+    At most ``max_model_points`` evenly spread samples go into the fit: RANSAC's scoring and the final
+    refinement cost grows with the points, the eight parameters of a homography do not need a thousand.
+    """
+    if len(src) > cfg.max_model_points:
+        keep = np.linspace(0, len(src) - 1, cfg.max_model_points).round().astype(int)
+        src, dst = src[keep], dst[keep]
     if len(src) >= max(cfg.min_model_points, 4):
-        h, _ = cv2.findHomography(src, dst, cv2.RANSAC, cfg.ransac_threshold, maxIters=2000, confidence=0.995)
+        h, _ = cv2.findHomography(src, dst, cv2.USAC_FAST, cfg.ransac_threshold, maxIters=2000, confidence=0.995)
         if _sane(h, shape):
             return h, "homography"
     if len(src) >= max(cfg.min_model_points, 3):
