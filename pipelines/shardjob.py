@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtssl.contract import PARTS_DIR, encode_json, md5_file, sample_key, shard_name, stats_name
+from mtssl.contract import PARTS_DIR, encode_json, sample_key, shard_name, stats_name
 from pipelines.atomic import finish, tmp_path, write_json_atomic
 from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
@@ -158,16 +158,32 @@ def summarize_counts(task: str, counts: dict[str, np.ndarray]) -> dict[str, Any]
     return RECIPES[task].summarize(counts) if task in RECIPES else {}
 
 
+class _HashingFile:
+    """A write-only file that also feeds every byte to MD5, so the checksum needs no second read."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.md5 = stream, hashlib.md5()
+
+    def write(self, data: bytes) -> int:
+        self.md5.update(data)
+        return self.stream.write(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def write_tar(path: Path, samples: list[tuple[str, RecipeOutput]]) -> tuple[int, str]:
     """Write samples with webdataset's TarWriter to a temporary file, move it into place; (size, md5)."""
     from webdataset import TarWriter  # imported here: it is heavy, and only shard writers need it
 
     tmp = tmp_path(path)
-    with open(tmp, "wb") as stream, TarWriter(stream, encoder=False, mtime=TAR_MTIME) as writer:
-        for key, output in samples:
-            writer.write({"__key__": key, **output.fields})
+    with open(tmp, "wb") as stream:
+        hashing = _HashingFile(stream)
+        with TarWriter(hashing, encoder=False, mtime=TAR_MTIME) as writer:
+            for key, output in samples:
+                writer.write({"__key__": key, **output.fields})
     finish(tmp, path)
-    return path.stat().st_size, md5_file(path)
+    return path.stat().st_size, hashing.md5.hexdigest()
 
 
 def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:

@@ -15,13 +15,21 @@ from pipelines.build import build_videos
 from pipelines.inspect import iter_tar_samples
 from pipelines.recipes.motion import MotionConfig
 
-from .videokit import moving_square_frames, write_audio_only, write_frame_folder, write_lossless, write_video
+from .videokit import (
+    moving_square_frames,
+    write_audio_only,
+    write_frame_folder,
+    write_lossless,
+    write_video,
+    write_zero_frames,
+)
 
 CFG = MotionConfig(size=96, stride=2, max_frames=None, segment_frames=8, min_source_side=32)
 GOOD = {"square.mkv", "frames/square", "vfr.mkv", "cut.mp4", "still.mp4"}
 REJECTED = {
     "empty.mp4": "empty file",
     "garbage.mp4": "corrupt video",
+    "zero_frames.mkv": "corrupt video",  # a header and no frame: the container ends before any packet
     "audio.mp4": "no video stream",
     "codec.avi": "unsupported codec",
     "tiny.mp4": "too small",
@@ -52,6 +60,7 @@ def video_tree(tmp_path_factory) -> Path:
     (root / "empty.mp4").write_bytes(b"")
     (root / "garbage.mp4").write_bytes(b"\x00\x01garbage" * 500)
     write_audio_only(root / "audio.mp4")
+    write_zero_frames(root / "zero_frames.mkv")
     avi = write_video(root / "codec_src.avi", frames[:6], codec="mpeg4").read_bytes()
     (root / "codec.avi").write_bytes(avi.replace(b"FMP4", b"ZZZZ"))
     (root / "codec_src.avi").unlink()

@@ -67,3 +67,13 @@ def write_audio_only(path: Path) -> Path:
         container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def write_zero_frames(path: Path) -> Path:
+    """A container with a video stream and not a single frame."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("ffv1", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "bgr0"
+    container.start_encoding()  # writes the header; no frame follows
+    container.close()
+    return path
