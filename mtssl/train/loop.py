@@ -35,6 +35,7 @@ from mtssl.train import checkpoint as ckpt
 from mtssl.train import distributed as ddp
 from mtssl.train.config import ConfigError, TrainConfig
 from mtssl.train.logging import LOG_FILE, RunLog, Window, progress_bar
+from mtssl.train.plots import write_plots
 from mtssl.train.schedule import warmup_then_decay
 
 
@@ -145,6 +146,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 }
                 ckpt.save_checkpoint(out, state, cfg.keep)
                 ckpt.export_trunk(out, net, network_json, done)
+                write_plots(out)
 
     # ============ end: every rank holds the same parameters ============
     digests = ddp.gather_digests(ddp.param_digest(net))

@@ -31,6 +31,9 @@ def test_every_task_loss_falls(tiny_config):
         losses = [r[f"{task}_loss"] for r in records]
         first, last = np.mean(losses[:10]), np.mean(losses[-10:])
         assert last < 0.9 * first, f"{task}: {first:.3f} -> {last:.3f}"
+    curves, lasso = (Path(cfg.out) / name for name in ("curves.png", "lasso.png"))
+    assert curves.read_bytes()[:8] == lasso.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert curves.stat().st_size > 10_000 and lasso.stat().st_size > 5_000  # drawn, not blank
 
 
 def test_resume_from_a_checkpoint_repeats_the_uninterrupted_run(tiny_config, tmp_path):
