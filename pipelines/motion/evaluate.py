@@ -13,6 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -77,12 +78,16 @@ def _fmt(value: float | None) -> str:
 
 def print_scores(results: dict[str, Any], console: Console) -> None:
     table = Table(
+        box=box.SIMPLE,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
         title="Motion masks: mean IoU (J) of the method and of naive flow magnitude (no camera compensation, "
-        "adaptive or fixed threshold)"
+        "adaptive or fixed threshold)",
     )
-    columns = ("sequence", "frames", "kept", "J all", "naive", "naive fixed", "J kept", "naive", "naive fixed")
-    for column in columns:
-        table.add_column(column, justify="left" if column == "sequence" else "right")
+    table.add_column("sequence", no_wrap=True, overflow="ellipsis", max_width=18)
+    for column in ("n", "kept", "J", "naive", "fixed", "J kept", "naive", "fixed"):
+        table.add_column(column, justify="right", no_wrap=True)
 
     def add(name: str, row: dict[str, Any], style: str | None = None) -> None:
         keys = ("j_all", "naive_j_all", "naive_fixed_j_all", "j_kept", "naive_j_kept", "naive_fixed_j_kept")
@@ -90,7 +95,11 @@ def print_scores(results: dict[str, Any], console: Console) -> None:
 
     for name, row in sorted(results["sequences"].items()):
         add(name, row)
-    add("overall (mean of sequences)", results["overall"], style="bold")
+    add("overall", results["overall"], style="bold")
     console.print(table)
+    console.print(
+        "naive / fixed: flow magnitude with no camera compensation, adaptive or fixed threshold; "
+        "overall: mean of the sequences"
+    )
     for source, reason in sorted(results["skipped"].items()):
         console.print(f"skipped {source}: {reason}")
