@@ -98,8 +98,8 @@ def print_scores(results: dict[str, Any], console: Console) -> None:
     add("overall", results["overall"], style="bold")
     console.print(table)
     console.print(
-        "naive / fixed: flow magnitude with no camera compensation, adaptive or fixed threshold; "
-        "overall: mean of the sequences"
+        "n: frames scored; J: mean IoU over them, J kept: over those the filter keeps; naive / fixed: flow "
+        "magnitude with no camera compensation, adaptive or fixed threshold; overall: mean of the sequences"
     )
     for source, reason in sorted(results["skipped"].items()):
         console.print(f"skipped {source}: {reason}")
