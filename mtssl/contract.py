@@ -6,15 +6,18 @@ It imports neither torch nor ray, so both halves (and Ray workers) can import it
 Sample layout per task (every member of a sample shares the key, the file name up to its first dot):
 
 - ``relpos``: ``rgb.jpg`` is the 3x3 grid of patches tiled into one (3P x 3P) image in reading order
-  (patch 4 is the centre), ``l.jpg`` the same tiling of the L channel, ``json`` the recipe parameters.
+  (patch 4 is the centre), ``json`` the recipe parameters.
   The pair (centre, neighbour n) has label ``RELPOS_LABELS[n]`` (0-7, reading order without the centre).
 - ``color``: ``l.jpg`` the L input (S x S), ``bins.png`` a 16-bit PNG of indices into the 313 ab bins at
   S/4 x S/4, ``ab.npy`` the int8 (S/4, S/4, 2) ab target those bins quantize (for soft encoding),
   ``json`` (``grayscale`` flag and recipe parameters).
-- ``exemplar``: ``rgb.jpg`` the K views tiled left to right into one (V x K*V) image, ``l.jpg`` the same
-  in L, ``json`` the augmentation parameters of every view.
-- ``motion``: ``rgb.jpg`` the frame, ``l.jpg`` its L channel, ``mask.png`` the 8-bit motion mask
-  (0 or 255), ``json`` per-frame stats.
+- ``exemplar``: ``rgb.jpg`` the K views tiled left to right into one (V x K*V) image, ``json`` the
+  augmentation parameters of every view.
+- ``motion``: ``rgb.jpg`` the frame, ``mask.png`` the 8-bit motion mask (0 or 255), ``json`` per-frame
+  stats.
+
+The RGB tasks store colour only: their harmonized (L) input is a per-pixel conversion on the device
+(``mtssl.inputs.rgb_to_l8``). Colorization stores its L, which must match its ab target exactly.
 
 Lab convention (OpenCV's 8-bit conversion of sRGB, D65): ``L8 = round(L * 255 / 100)`` stored as uint8;
 ``a`` and ``b`` stored as int8 real values (OpenCV's uint8 value minus 128).
@@ -43,10 +46,10 @@ PARTS_DIR = "parts"  # per-shard stats (the done markers), index and reject part
 
 # Fields written for each task (webdataset "extensions"). Keep in sync with the docstring above.
 TASK_FIELDS: dict[str, tuple[str, ...]] = {
-    "relpos": ("rgb.jpg", "l.jpg", "json"),
+    "relpos": ("rgb.jpg", "json"),
     "color": ("l.jpg", "bins.png", "ab.npy", "json"),
-    "exemplar": ("rgb.jpg", "l.jpg", "json"),
-    "motion": ("rgb.jpg", "l.jpg", "mask.png", "json"),
+    "exemplar": ("rgb.jpg", "json"),
+    "motion": ("rgb.jpg", "mask.png", "json"),
 }
 
 RELPOS_GRID = 3

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 
 MODES = ("harmonized", "native")
 IMAGENET_MEAN = (123.68, 116.779, 103.939)  # src: released model, 0-255 RGB minus this mean
+SRGB_TO_Y = (0.212671, 0.715160, 0.072169)  # linear sRGB -> CIE Y, D65 (the weights OpenCV uses)
+LAB_EPSILON, LAB_KAPPA = 0.008856, 903.3  # CIE's linear segment of L* for dark colours
 L_MEAN = 127.5  # src: Zhang et al. subtract 50 from L in 0-100; 50 * 255 / 100 in stored L8 units
 RMS_SCALE = 50.0  # src: deepcontext prep_image, "scale by 50 so the variance is roughly AlexNet's"
 NOISE_AMPLITUDE = 1.0  # src: deepcontext prep_image, dropped channels = uniform(0, 1) - 0.5
@@ -60,6 +62,25 @@ def rgb_input(rgb: torch.Tensor) -> torch.Tensor:
 def l_input(l8: torch.Tensor) -> torch.Tensor:
     """uint8 L8 (N,1,H,W) -> float, L8 minus 127.5."""
     return l8.float() - L_MEAN
+
+
+def rgb_to_l8(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 sRGB (N,3,H,W) -> L8 (N,1,H,W) float on the same device: CIE L* (D65) scaled to 0-255 and
+    rounded, the contract's L convention (OpenCV's 8-bit Lab; equal to it within one level).
+
+    The RGB tasks store only colour; harmonized mode reads this per-pixel conversion of it.
+    """
+    c = rgb.float() / 255.0
+    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    weights = torch.tensor(SRGB_TO_Y, device=rgb.device, dtype=linear.dtype).view(1, 3, 1, 1)
+    y = (linear * weights).sum(dim=1, keepdim=True)
+    f = torch.where(y > LAB_EPSILON, y.clamp_min(LAB_EPSILON) ** (1 / 3), LAB_KAPPA / 116 * y + 16 / 116)
+    return torch.round((116 * f - 16) * 2.55).clamp(0, 255)
+
+
+def image_input(rgb: torch.Tensor, mode: str) -> torch.Tensor:
+    """A stored uint8 RGB image (N,3,H,W) as the trunk sees it: L (1 channel) harmonized, RGB native."""
+    return l_input(rgb_to_l8(rgb)) if check_mode(mode) == "harmonized" else rgb_input(rgb)
 
 
 def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 
 from mtssl.contract import RELPOS_CENTRE, RELPOS_GRID, RELPOS_LABELS, decode_sample, untile
 from pipelines.inspect import iter_tar_samples, load_manifest
-from pipelines.lab import bins_to_ab, render_lab
+from pipelines.lab import bins_to_ab, render_lab, rgb_to_lab8
 
 PAD = 6
 WHITE = (255, 255, 255)
@@ -41,17 +41,13 @@ def _vstack(rows: list[np.ndarray]) -> np.ndarray:
 
 
 def relpos_row(sample: dict) -> np.ndarray:
-    """The nine patches with gaps; each neighbour carries its pair label, the centre a C."""
+    """The nine patches with gaps, each neighbour with its pair label and the centre a C; beside them, in L."""
     patches = untile(sample["rgb.jpg"], RELPOS_GRID, RELPOS_GRID)
     labelled = [_label(p, "C" if i == RELPOS_CENTRE else str(RELPOS_LABELS[i])) for i, p in enumerate(patches)]
     rows = [_hstack(labelled[r * RELPOS_GRID : (r + 1) * RELPOS_GRID]) for r in range(RELPOS_GRID)]
     grid = _vstack(rows)
-    gray = _vstack(
-        [
-            _hstack(list(untile(sample["l.jpg"], RELPOS_GRID, RELPOS_GRID))[r * 3 : r * 3 + 3])
-            for r in range(RELPOS_GRID)
-        ]
-    )
+    gray_tiles = list(untile(rgb_to_lab8(sample["rgb.jpg"])[..., 0], RELPOS_GRID, RELPOS_GRID))
+    gray = _vstack([_hstack(gray_tiles[r * 3 : r * 3 + 3]) for r in range(RELPOS_GRID)])
     return _hstack([grid, gray])
 
 
@@ -72,7 +68,7 @@ def exemplar_row(sample: dict) -> np.ndarray:
         _label(v, f"{p['rotation']:+.0f}d {p['scale']:.1f}x", scale=0.35)
         for v, p in zip(untile(sample["rgb.jpg"], 1, views), sample["json"]["views"], strict=True)
     ]
-    return _vstack([_hstack(rgb), _hstack(list(untile(sample["l.jpg"], 1, views)))])
+    return _vstack([_hstack(rgb), _hstack(list(untile(rgb_to_lab8(sample["rgb.jpg"])[..., 0], 1, views)))])
 
 
 def motion_row(sample: dict) -> np.ndarray:

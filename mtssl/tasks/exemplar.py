@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtssl.inputs import check_mode, l_input, match_channels, rgb_input, split_views
+from mtssl.inputs import check_mode, image_input, match_channels, split_views
 from mtssl.tasks.base import Batch, Targets, Task
 
 
@@ -106,15 +106,14 @@ class ExemplarTask(Task):
         self.head = ExemplarHead(in_channels, self.config.hidden, self.config.dim)
 
     def keys(self, mode: str) -> tuple[str, ...]:
-        return ("l",) if check_mode(mode) == "harmonized" else ("rgb",)
+        check_mode(mode)
+        return ("rgb",)  # harmonized mode converts it to L on the device
 
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Targets]:
-        key = self.keys(mode)[0]
-        views = draw_views(split_views(batch[key]), self.config.views, generator)
-        flat = views.flatten(0, 1)
-        x = l_input(flat) if key == "l" else rgb_input(flat)
+        views = draw_views(split_views(batch["rgb"]), self.config.views, generator)
+        x = image_input(views.flatten(0, 1), mode)
         return match_channels(x, channels), {"views": torch.tensor(views.shape[1])}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

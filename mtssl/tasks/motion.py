@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtssl.inputs import check_mode, l_input, match_channels, rgb_input
+from mtssl.inputs import check_mode, image_input, match_channels
 from mtssl.tasks.base import Batch, Targets, Task
 
 
@@ -71,13 +71,13 @@ class MotionTask(Task):
         self.head = MotionHead(in_channels, self.config.hidden, upsample)
 
     def keys(self, mode: str) -> tuple[str, ...]:
-        return ("l", "mask") if check_mode(mode) == "harmonized" else ("rgb", "mask")
+        check_mode(mode)
+        return ("rgb", "mask")  # harmonized mode converts the frame to L on the device
 
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Targets]:
-        key = self.keys(mode)[0]
-        x = l_input(batch[key]) if key == "l" else rgb_input(batch[key])
+        x = image_input(batch["rgb"], mode)
         mask = (batch["mask"] > 127).float()
         return match_channels(x, channels), {"mask": mask}
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtssl.contract import RELPOS_CENTRE, RELPOS_GRID, RELPOS_LABELS
-from mtssl.inputs import check_mode, match_channels, random_downsample, relpos_input, split_grid
+from mtssl.inputs import check_mode, match_channels, random_downsample, relpos_input, rgb_to_l8, split_grid
 from mtssl.tasks.base import Batch, Targets, Task
 
 NUM_CLASSES = 8
@@ -107,7 +107,8 @@ class RelPosTask(Task):
         self.register_buffer("labels", torch.tensor([RELPOS_LABELS[n] for n in NEIGHBOURS]), persistent=False)
 
     def keys(self, mode: str) -> tuple[str, ...]:
-        return ("l",) if check_mode(mode) == "harmonized" else ("rgb",)
+        check_mode(mode)
+        return ("rgb",)  # harmonized mode converts the tiling to L on the device
 
     def select(self, patches: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Grid patches (N,9,C,P,P) -> (N,G,C,P,P) with the centre first, and the pair labels."""
@@ -125,7 +126,7 @@ class RelPosTask(Task):
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Targets]:
-        tiles = batch[self.keys(mode)[0]]
+        tiles = rgb_to_l8(batch["rgb"]) if check_mode(mode) == "harmonized" else batch["rgb"]
         patches, labels = self.select(split_grid(tiles, RELPOS_GRID, RELPOS_GRID), generator)
         flat = patches.flatten(0, 1).float()
         flat = random_downsample(flat, self.config.downsample_prob, self.config.downsample_min_side, generator)

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from mtssl.contract import encode_jpeg, tile
-from pipelines.lab import rgb_to_lab8
 from pipelines.recipes.base import Recipe, RecipeOutput
 from pipelines.resize import resize
 
@@ -111,7 +110,6 @@ def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ExemplarConfig) 
     meta = {"working_size": list(work.shape[:2]), "views": params}
     fields = {
         "rgb.jpg": encode_jpeg(strip, cfg.jpeg_quality),
-        "l.jpg": encode_jpeg(rgb_to_lab8(strip)[..., 0], cfg.jpeg_quality),
     }
     return RecipeOutput(fields=fields, params=meta)
 

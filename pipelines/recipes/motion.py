@@ -18,7 +18,6 @@ import numpy as np
 
 from mtssl.contract import encode_jpeg, encode_json, encode_png, sample_key
 from pipelines.errors import Reject
-from pipelines.lab import rgb_to_lab8
 from pipelines.motion.masks import MaskConfig, filter_reason, is_scene_cut, make_flow, motion_mask
 from pipelines.recipes.base import RecipeOutput, from_plain
 from pipelines.shardjob import ShardResult, internal_error, label_of
@@ -70,7 +69,6 @@ def sample_of(frame: Frame, later: Frame, mask, stats: dict[str, Any], ctx: Segm
     quality = ctx.cfg.jpeg_quality
     fields = {
         "rgb.jpg": encode_jpeg(frame.rgb, quality),
-        "l.jpg": encode_jpeg(rgb_to_lab8(frame.rgb)[..., 0], quality),
         "mask.png": encode_png(mask),
         "json": encode_json(params),
     }

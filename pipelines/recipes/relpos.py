@@ -15,7 +15,6 @@ import numpy as np
 
 from mtssl.contract import RELPOS_GRID, encode_jpeg, tile
 from pipelines.errors import Reject
-from pipelines.lab import rgb_to_lab8
 from pipelines.recipes.base import Recipe, RecipeOutput
 from pipelines.resize import resize
 
@@ -97,7 +96,6 @@ def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: RelposConfig) ->
     }
     fields = {
         "rgb.jpg": encode_jpeg(mosaic, cfg.jpeg_quality),
-        "l.jpg": encode_jpeg(rgb_to_lab8(mosaic)[..., 0], cfg.jpeg_quality),
     }
     return RecipeOutput(fields=fields, params=params)
 

@@ -174,14 +174,11 @@ def test_triplet_loss_is_zero_when_views_agree_and_images_differ():
 
 def test_exemplar_prepare_splits_every_view(make_batch):
     task = TASKS["exemplar"](8, 16, ExemplarConfig(views=None))
-    batch = {
-        "rgb": torch.zeros(2, 3, 8, 24, dtype=torch.uint8),
-        "l": torch.zeros(2, 1, 8, 24, dtype=torch.uint8),
-    }
-    batch["l"][:, :, :, 8:16] = 200
+    batch = {"rgb": torch.zeros(2, 3, 8, 24, dtype=torch.uint8)}
+    batch["rgb"][:, :, :, 8:16] = 255  # the middle view white: L8 = 255 on the device
     inputs, targets = task.prepare(batch, "harmonized", 1)
     assert inputs.shape == (6, 1, 8, 8) and int(targets["views"]) == 3
-    assert inputs[:, 0, 0, 0].tolist() == [-127.5, 72.5, -127.5] * 2
+    assert inputs[:, 0, 0, 0].tolist() == [-127.5, 127.5, -127.5] * 2
 
 
 def test_exemplar_draws_distinct_views_per_image():

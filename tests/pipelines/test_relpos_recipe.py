@@ -70,8 +70,7 @@ def test_patches_are_crops_of_the_resized_source_box(shape):
         assert np.abs(patch.astype(int) - expected).mean() < 4  # JPEG q95 error only
     step = np.diff(np.array(p["positions"]).reshape(3, 3, 2)[1, :, 1])  # centre row, left to right
     assert np.all(np.abs(step - (CFG.patch + CFG.gap)) <= 2 * CFG.jitter)
-    gray = untile(decode_jpeg(out.fields["l.jpg"], gray=True), 3, 3)
-    assert gray.shape == (9, 96, 96)
+    assert set(out.fields) == {"rgb.jpg"}  # L for harmonized mode is computed on the device
 
 
 def test_same_rng_same_bytes():

@@ -84,18 +84,18 @@ def test_verify_catches_a_changed_byte_of_the_same_size(shards):
 
 def test_a_patch_size_other_than_the_runs_is_refused(shard_root):
     relpos, exemplar = load_set(shard_root / "relpos"), load_set(shard_root / "exemplar")
-    check_run(relpos, RunNeeds(("l.jpg",), patch_size=32))
+    check_run(relpos, RunNeeds(("rgb.jpg",), patch_size=32))
     with pytest.raises(ShardSetError, match=r"patch 32 .*--patch-size 96.*--patch 96"):
-        check_run(relpos, RunNeeds(("l.jpg",), patch_size=96))
+        check_run(relpos, RunNeeds(("rgb.jpg",), patch_size=96))
     with pytest.raises(ShardSetError, match=r"view_size 32 .*--patch-size 64"):
-        check_run(exemplar, RunNeeds(("l.jpg",), patch_size=64))
+        check_run(exemplar, RunNeeds(("rgb.jpg",), patch_size=64))
 
 
 def test_a_motion_crop_larger_than_the_frames_is_refused(shard_root):
     motion = load_set(shard_root / "motion")
-    check_run(motion, RunNeeds(("l.jpg", "mask.png"), motion_crop=96))
+    check_run(motion, RunNeeds(("rgb.jpg", "mask.png"), motion_crop=96))
     with pytest.raises(ShardSetError, match="--motion-crop 128"):
-        check_run(motion, RunNeeds(("l.jpg", "mask.png"), motion_crop=128))
+        check_run(motion, RunNeeds(("rgb.jpg", "mask.png"), motion_crop=128))
 
 
 def test_a_color_set_without_its_prior_is_refused(shards):
@@ -119,13 +119,13 @@ def test_a_set_lacking_the_input_modes_field_is_refused(shards):
     folder = shards / "exemplar"
     manifest = json.loads((folder / MANIFEST_FILE).read_text())
     for entry in manifest["shardlist"]:
-        without_field(folder / entry["url"], "l.jpg")
+        without_field(folder / entry["url"], "rgb.jpg")
         entry["filesize"], entry["md5sum"] = (folder / entry["url"]).stat().st_size, md5_file(folder / entry["url"])
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
     sset = load_set(folder, verify=True)
-    check_run(sset, RunNeeds(("rgb.jpg",), input_mode="native"))
-    with pytest.raises(ShardSetError, match=r"no l.jpg field, which input mode 'harmonized' reads"):
-        check_run(sset, RunNeeds(("l.jpg",), input_mode="harmonized"))
+    check_run(sset, RunNeeds(("json",), input_mode="native"))
+    with pytest.raises(ShardSetError, match=r"no rgb.jpg field, which input mode 'harmonized' reads"):
+        check_run(sset, RunNeeds(("rgb.jpg",), input_mode="harmonized"))
 
 
 def test_the_cli_reports_an_unusable_set_in_one_line(shards, tmp_path):

@@ -14,7 +14,7 @@ import torch
 from mtssl.data.shardsets import load_set
 from mtssl.data.stream import StepStream, TaskSpec, fields_for, make_loader, stream_seed, task_pipeline
 
-KEYS = {"relpos": ("l",), "color": ("l", "bins", "ab", "grayscale"), "exemplar": ("l",), "motion": ("l", "mask")}
+KEYS = {"relpos": ("rgb",), "color": ("l", "bins", "ab", "grayscale"), "exemplar": ("rgb",), "motion": ("rgb", "mask")}
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +41,12 @@ def test_fields_follow_the_batch_keys():
 def test_a_bundle_holds_one_uint8_batch_per_task_with_only_the_read_keys(specs):
     bundle = first_bundles(StepStream(specs, seed=0, rank=0, start_step=0, segment_steps=10), 1)[0]
     assert set(bundle) == set(KEYS)
-    assert {k: tuple(v.shape) for k, v in bundle["relpos"].items()} == {"l": (3, 1, 96, 96)}
-    assert {k: tuple(v.shape) for k, v in bundle["exemplar"].items()} == {"l": (3, 1, 32, 128)}
+    assert {k: tuple(v.shape) for k, v in bundle["relpos"].items()} == {"rgb": (3, 3, 96, 96)}
+    assert {k: tuple(v.shape) for k, v in bundle["exemplar"].items()} == {"rgb": (3, 3, 32, 128)}
     assert bundle["color"]["bins"].dtype == torch.int64 and bundle["color"]["ab"].dtype == torch.int8
     assert bundle["color"]["grayscale"].dtype == torch.bool
-    assert {k: tuple(v.shape) for k, v in bundle["motion"].items()} == {"l": (3, 1, 64, 64), "mask": (3, 1, 64, 64)}
-    assert bundle["relpos"]["l"].dtype == torch.uint8 and set(bundle["motion"]["mask"].unique().tolist()) <= {0, 255}
+    assert {k: tuple(v.shape) for k, v in bundle["motion"].items()} == {"rgb": (3, 3, 64, 64), "mask": (3, 1, 64, 64)}
+    assert bundle["relpos"]["rgb"].dtype == torch.uint8 and set(bundle["motion"]["mask"].unique().tolist()) <= {0, 255}
 
 
 def equal(a: list[dict], b: list[dict]) -> bool:
@@ -100,9 +100,9 @@ def test_the_stream_never_unpickles(tmp_path, specs):
                 info = tarfile.TarInfo(f"{key}.pyd")
                 info.size = len(data)
                 dst.addfile(info, io.BytesIO(data))
-    spec = TaskSpec("relpos", (str(evil),), ("l.jpg", "json"), 2, buffer=4)
+    spec = TaskSpec("relpos", (str(evil),), ("rgb.jpg", "json"), 2, buffer=4)
     batch = next(iter(task_pipeline(spec, seed=0)))
-    assert batch["l"].shape == (2, 1, 96, 96)
+    assert batch["rgb"].shape == (2, 3, 96, 96)
 
 
 def test_the_lean_tar_reader_reads_what_tarfile_reads(shard_root, tmp_path):

@@ -85,7 +85,8 @@ def test_log_records_every_task_throughput_wait_and_lasso(tiny_config):
     for task in TASKS:
         assert record[f"{task}_samples_per_s"] > 0 and f"{task}_loss" in record
     assert record["relpos_acc"] >= 0 and "color_acc" in record and "motion_iou" in record
-    assert record["exemplar_samples_per_s"] == pytest.approx(record["relpos_samples_per_s"] / 2, rel=0.02)
+    # logged rates are rounded to 0.01: allow that much besides 2%
+    assert record["exemplar_samples_per_s"] == pytest.approx(record["relpos_samples_per_s"] / 2, rel=0.02, abs=0.01)
     assert 0 <= record["data_wait"] <= 1 and record["step_s"] > 0
     assert set(record["lasso"]) == set(TASKS) and len(record["lasso"]["color"]) == 2
     assert log[-1]["event"] == "end" and log[-1]["ranks_in_sync"]
