@@ -29,6 +29,7 @@ throws away the batches the workers had prefetched (``prefetch_factor`` per work
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -162,6 +163,28 @@ def tar_stage(urls: Sequence[str], fields: Sequence[str]) -> Any:
     return wds.tarfile_to_samples(select_files=_selector(fields))
 
 
+class TolerantDecoder:
+    """Decode a sample's fields; skip (with a warning) one that fails, but stop a stream that keeps failing.
+
+    A shard set whose samples all lack a field the run reads would otherwise be resampled forever.
+    """
+
+    def __init__(self, fields: Sequence[str], limit: int = 100) -> None:
+        self.fields, self.limit, self.failures = tuple(fields), limit, 0
+
+    def __call__(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            sample = decode_fields(raw, self.fields)
+        except ValueError as exc:
+            self.failures += 1
+            if self.failures >= self.limit:
+                raise RuntimeError(f"{self.limit} samples in a row failed to decode, the last: {exc}") from exc
+            warnings.warn(f"skipping a sample: {exc}", stacklevel=2)
+            return None
+        self.failures = 0
+        return sample
+
+
 def task_pipeline(spec: TaskSpec, seed: int) -> wds.DataPipeline:
     """The webdataset pipeline of one task in one worker (see the module docstring)."""
     shard_seed, shuffle_seed, crop_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
@@ -169,7 +192,8 @@ def task_pipeline(spec: TaskSpec, seed: int) -> wds.DataPipeline:
         wds.ResampledShards(list(spec.urls), seed=shard_seed, worker_seed=lambda: 0, deterministic=True),
         tar_stage(spec.urls, spec.fields),
         wds.shuffle(spec.buffer, initial=min(spec.buffer, 100), seed=shuffle_seed),
-        wds.map(partial(decode_fields, fields=spec.fields), handler=wds.warn_and_continue),
+        wds.map(TolerantDecoder(spec.fields)),
+        wds.select(lambda sample: sample is not None),
     ]
     if spec.crop is not None:
         stages.append(wds.map(partial(random_crop, side=spec.crop, rng=np.random.default_rng(crop_seed))))

@@ -129,3 +129,11 @@ def test_the_lean_tar_reader_reads_what_tarfile_reads(shard_root, tmp_path):
     (tmp_path / "junk.tar").write_bytes(b"x" * 2048)
     with pytest.raises(ValueError, match="not a POSIX tar"):
         list(tar_members(str(tmp_path / "junk.tar"), {"json"}))
+
+
+def test_a_stream_whose_samples_all_lack_a_field_stops_with_an_error(specs):
+    """Without the stop, resampled shards whose samples never decode would loop forever."""
+    relpos = next(s for s in specs if s.task == "relpos")
+    spec = TaskSpec("relpos", relpos.urls, ("rgb.jpg", "bins.png"), 2, buffer=4)
+    with pytest.warns(UserWarning, match="lacks field"), pytest.raises(RuntimeError, match="in a row failed"):
+        next(iter(task_pipeline(spec, seed=0)))
