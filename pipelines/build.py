@@ -64,10 +64,7 @@ def build_images(
 ) -> RunReport:
     """Build (or resume) the ``task`` shard set of an image tree."""
     plan = plan_image_build(task, images, out, recipe_config, **plan_options)
-    if not plan.units:
-        raise ValueError(f"no input files under {images}")
-    prepare_out_dir(plan, overwrite)
-    return run_plan(plan, workers=workers, ray_address=ray_address, show_progress=show_progress)
+    return execute(plan, images, workers, ray_address, overwrite, show_progress)
 
 
 def plan_video_build(
@@ -134,7 +131,14 @@ def build_videos(
 ) -> RunReport:
     """Build (or resume) the motion shard set of a video tree."""
     plan = plan_video_build(videos, out, cfg, show_progress=show_progress, **plan_options)
+    return execute(plan, videos, workers, ray_address, overwrite, show_progress)
+
+
+def execute(
+    plan: BuildPlan, source: Path, workers: int, ray_address: str | None, overwrite: bool, show_progress: bool
+) -> RunReport:
+    """Check the plan has work, prepare (or check, to resume) its output folder, and run it."""
     if not plan.units:
-        raise ValueError(f"no input files under {videos}")
+        raise ValueError(f"no input files under {source}")
     prepare_out_dir(plan, overwrite)
     return run_plan(plan, workers=workers, ray_address=ray_address, show_progress=show_progress)
