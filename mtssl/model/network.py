@@ -75,7 +75,7 @@ class NetworkConfig:
         return self.in_channels if self.in_channels is not None else input_channels(self.input_mode)
 
 
-def _tuples(config: Mapping[str, Any]) -> dict[str, Any]:
+def tuples_of(config: Mapping[str, Any]) -> dict[str, Any]:
     """JSON turns tuples into lists; frozen configs want them back as tuples."""
     return {key: tuple(value) if isinstance(value, list) else value for key, value in config.items()}
 
@@ -116,8 +116,8 @@ class MultiTaskNet(nn.Module):
     @classmethod
     def from_resolved(cls, resolved: Mapping[str, Any], ab_prior: Any = None) -> MultiTaskNet:
         """Rebuild from :meth:`resolved_config` output (e.g. read back from a checkpoint's JSON)."""
-        network = NetworkConfig(**_tuples(resolved["network"]))
-        tasks = {name: TASKS[name].config_class(**_tuples(cfg)) for name, cfg in resolved["tasks"].items()}
+        network = NetworkConfig(**tuples_of(resolved["network"]))
+        tasks = {name: TASKS[name].config_class(**tuples_of(cfg)) for name, cfg in resolved["tasks"].items()}
         return cls(network, tasks, ab_prior)
 
     def resolved_config(self) -> dict[str, Any]:

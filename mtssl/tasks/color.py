@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -39,15 +40,18 @@ class ColorConfig:
             (src: Zhang et al., Eq. 4, sigma = 5); 0 or None uses the prior as given.
         gray_threshold: an image whose |a| and |b| never exceed this is grayscale and left out
             (src: Zhang et al.'s released training layers, threshold 5).
-        hidden: channels of the head (src: Zhang et al.'s conv8 has 256).
+        hidden: channels of the head (src: Zhang et al.'s conv8 has 256); None follows the trunk (256 at the
+            paper's 1024 block-3 channels, ``mtssl.tasks.base.follow_trunk``).
     """
+
+    WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {"hidden": (256, 32, 0)}
 
     k: int = 5
     sigma: float = 5.0
     lam: float = 0.5
     prior_sigma: float | None = 5.0
     gray_threshold: int = 5
-    hidden: int = 256
+    hidden: int | None = None
 
 
 # ---- pure functions ---------------------------------------------------------------------------

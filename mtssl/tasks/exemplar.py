@@ -9,6 +9,7 @@ ICCV 2015, "Unsupervised Learning of Visual Representations using Videos").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ class ExemplarConfig:
     Attributes:
         hidden: width of the fc layer before the embedding (src: Wang & Gupta 2015, fc7 4096).
         dim: embedding size (src: Wang & Gupta 2015, fc8 1024).
+        Both default to None: the paper's value at the paper's trunk, scaled with the trunk below it.
         margin: hinge margin on cosine distance (src: Wang & Gupta 2015, M = 0.5).
         views: views of each stored image used per step, drawn at random among the K stored (src: the
             multi-task paper's triplets use two views of an image, anchor and positive); None uses all.
@@ -32,8 +34,10 @@ class ExemplarConfig:
             in-batch hard-negative mining does; None uses every in-batch negative (ours).
     """
 
-    hidden: int = 4096
-    dim: int = 1024
+    WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {"hidden": (4096, 64, 0), "dim": (1024, 32, 0)}
+
+    hidden: int | None = None
+    dim: int | None = None
     margin: float = 0.5
     views: int | None = 2
     hard_negatives: int | None = None

@@ -7,6 +7,7 @@ sigmoid cross-entropy against the stored binary mask (0/255).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +22,15 @@ class MotionConfig:
     """Motion-segmentation defaults (the head is ours: Pathak et al. used an AlexNet-specific one).
 
     Attributes:
-        hidden: channels of the head's 3x3 convolution (ours).
+        hidden: channels of the head's 3x3 convolution (ours: 256 at the paper's 1024 block-3 channels); None
+            follows the trunk (``mtssl.tasks.base.follow_trunk``).
         logit_stride: the head emits logits at this stride through a sub-pixel (pixel-shuffle) layer; they
             are then resized bilinearly to the mask's resolution (ours).
     """
 
-    hidden: int = 256
+    WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {"hidden": (256, 32, 0)}
+
+    hidden: int | None = None
     logit_stride: int = 4
 
 

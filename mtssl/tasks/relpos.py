@@ -8,6 +8,7 @@ the head embeds each patch, joins the two embeddings and classifies 8 ways (soft
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,8 @@ class RelPosConfig:
             96-px patches).
         patch_dim: per-patch fc6 width (src: deepcontext fc6, 4096).
         pair_dims: widths after joining the pair (src: deepcontext fc7 and fc8, 4096 each).
+        The three widths default to None: the paper's value at the paper's trunk (1024 block-3 channels),
+        scaled with the trunk's channels below it (``mtssl.tasks.base.follow_trunk``).
         noise: amplitude of the uniform noise that replaces dropped colour channels (src: deepcontext).
         rms_scale: per-patch RMS after normalisation (src: deepcontext).
         downsample_prob: probability of shrinking a patch and resizing it back (src: deepcontext, 0.33;
@@ -41,11 +44,17 @@ class RelPosConfig:
         downsample_min_side: smallest side when shrinking (src: deepcontext, "as little as 100 pixels").
     """
 
+    WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {
+        "patch_channels": (256, 32, 0),
+        "patch_dim": (4096, 64, 0),
+        "pair_dims": (4096, 64, 2),
+    }
+
     all_pairs: bool = True
-    patch_channels: int = 256
+    patch_channels: int | None = None
     patch_grid: int = 3
-    patch_dim: int = 4096
-    pair_dims: tuple[int, ...] = (4096, 4096)
+    patch_dim: int | None = None
+    pair_dims: tuple[int, ...] | None = None
     noise: float = 1.0
     rms_scale: float = 50.0
     downsample_prob: float = 0.33

@@ -1,0 +1,1 @@
+"""Evaluation of trained trunks: linear and k-NN probes, the motion head as a segmenter."""
