@@ -18,7 +18,7 @@ app = typer.Typer(help=__doc__, pretty_exceptions_enable=False, add_completion=F
 
 @app.command()
 def probe(
-    run: Annotated[Path | None, typer.Option(help="Run folder: reads RUN/trunk.pt, writes RUN/probe-DATA.json.")] = None,
+    run: Annotated[Path | None, typer.Option(help="Run folder: reads RUN/trunk.pt, writes RUN/probe-DATA.json")] = None,
     trunk: Annotated[Path | None, typer.Option(help="A trunk.pt file, instead of --run.")] = None,
     train: Annotated[Path | None, typer.Option(help="Labelled train folder: one sub-folder per class.")] = None,
     val: Annotated[Path | None, typer.Option(help="Labelled validation folder, same classes as --train.")] = None,
