@@ -48,6 +48,18 @@ class ShardSet:
         """Absolute paths of the non-empty shards (an empty shard would only stall a resampled stream)."""
         return [str(self.root / s["url"]) for s in self.manifest["shardlist"] if s["nsamples"] > 0]
 
+    def split(self, val_shards: int) -> tuple[list[str], list[str]]:
+        """(train, validation) shard paths: the last ``val_shards`` non-empty shards are held out.
+
+        The build pre-shuffles samples across shards, so the last shards are a random sample of the set. No
+        shard is held out when that would leave fewer than two for training (a small set: build it with a
+        smaller ``--samples-per-shard`` to get a validation split).
+        """
+        urls = self.urls
+        if val_shards <= 0 or len(urls) - val_shards < 2:
+            return urls, []
+        return urls[:-val_shards], urls[-val_shards:]
+
     @property
     def samples(self) -> int:
         return int(self.manifest["totals"]["samples"])

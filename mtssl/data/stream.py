@@ -28,6 +28,7 @@ throws away the batches the workers had prefetched (``prefetch_factor`` per work
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -82,13 +83,17 @@ def decode_fields(raw: Mapping[str, Any], fields: Sequence[str]) -> dict[str, An
     return {"__key__": raw.get("__key__"), **{f: DECODERS[f](raw[f]) for f in fields}}
 
 
-def random_crop(sample: dict[str, Any], side: int, rng: np.random.Generator) -> dict[str, Any]:
-    """The same random ``side`` x ``side`` window of every image field (frames and masks stay aligned)."""
+def random_crop(sample: dict[str, Any], side: int, rng: np.random.Generator | None) -> dict[str, Any]:
+    """The same random ``side`` x ``side`` window of every image field (frames and masks stay aligned);
+    the central window when ``rng`` is None (validation)."""
     height, width = next(sample[f].shape[:2] for f in IMAGE_FIELDS if f in sample)
     if side > min(height, width):
         raise ValueError(f"crop {side} is larger than the stored {height}x{width} image")
-    y = int(rng.integers(0, height - side + 1))
-    x = int(rng.integers(0, width - side + 1))
+    if rng is None:
+        y, x = (height - side) // 2, (width - side) // 2
+    else:
+        y = int(rng.integers(0, height - side + 1))
+        x = int(rng.integers(0, width - side + 1))
     return {k: v[y : y + side, x : x + side] if k in IMAGE_FIELDS else v for k, v in sample.items()}
 
 
@@ -199,6 +204,21 @@ def task_pipeline(spec: TaskSpec, seed: int) -> wds.DataPipeline:
         stages.append(wds.map(partial(random_crop, side=spec.crop, rng=np.random.default_rng(crop_seed))))
     stages.append(wds.batched(spec.batch_size, collation_fn=batch_from_samples, partial=False))
     return wds.DataPipeline(*stages)
+
+
+def fixed_batches(spec: TaskSpec, count: int) -> list[dict[str, torch.Tensor]]:
+    """The first ``count`` batches of ``spec``'s shards read in order, unshuffled, centre-cropped: the same
+    validation batches at every evaluation of a run (fewer when the shards hold fewer samples)."""
+    stages: list[Any] = [
+        wds.SimpleShardList(list(spec.urls)),
+        tar_stage(spec.urls, spec.fields),
+        wds.map(TolerantDecoder(spec.fields)),
+        wds.select(lambda sample: sample is not None),
+    ]
+    if spec.crop is not None:
+        stages.append(wds.map(partial(random_crop, side=spec.crop, rng=None)))
+    stages.append(wds.batched(spec.batch_size, collation_fn=batch_from_samples, partial=False))
+    return list(itertools.islice(wds.DataPipeline(*stages), count))
 
 
 class StepStream(IterableDataset):

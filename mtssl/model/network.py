@@ -42,6 +42,8 @@ class NetworkConfig:
             without starving the heads; tune it per run).
         slim_strides: slim's stride layout (block 3's last unit at stride 32; needs ``lasso=False``).
         in_channels: trunk input channels; None derives it from the mode (1 harmonized, 3 native).
+        augment: tasks draw fresh crops and flips per training step (``mtssl.augment``; the tasks' ``crop`` and
+            ``flip`` options say which); False trains on the stored samples as they are.
         amp: bf16 autocast on CUDA (ignored on CPU).
         channels_last: channels-last memory format on CUDA (ignored on CPU).
     """
@@ -54,6 +56,7 @@ class NetworkConfig:
     l1: float = 1e-4
     slim_strides: bool = False
     in_channels: int | None = None
+    augment: bool = True
     amp: bool = True
     channels_last: bool = True
 
@@ -127,7 +130,9 @@ class MultiTaskNet(nn.Module):
 
     def _build_task(self, name: str, task_config: Any, ab_prior: Any) -> Task:
         extra = {"ab_prior": ab_prior} if name == "color" else {}
-        return TASKS[name](self.trunk.out_channels, self.trunk.stride, task_config, **extra)
+        task = TASKS[name](self.trunk.out_channels, self.trunk.stride, task_config, **extra)
+        task.augment = self.config.augment
+        return task
 
     def keys(self, task: str) -> tuple[str, ...]:
         """Batch keys the task reads in this network's input mode."""

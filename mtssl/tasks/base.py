@@ -64,12 +64,17 @@ class Task(nn.Module, ABC):
     name: ClassVar[str]
     metric_name: ClassVar[str]
     config_class: ClassVar[type]
+    augment: bool = True  # draw crops and flips per step while training (the network sets it from its config)
 
     def __init__(self, in_channels: int, stride: int, config: Any | None = None) -> None:
         super().__init__()
         self.config = resolve_widths(config if config is not None else self.config_class(), in_channels)
         self.in_channels = in_channels
         self.stride = stride
+
+    def randomised(self) -> bool:
+        """Whether ``prepare`` draws fresh crops and flips: when training with augmentation on (not in eval)."""
+        return self.training and self.augment
 
     @abstractmethod
     def keys(self, mode: str) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtssl.augment import crop_at, crop_offsets, flip_mask, flip_where
 from mtssl.contract import NUM_AB_BINS, ab_bins
 from mtssl.inputs import l_input, match_channels
 from mtssl.tasks.base import Batch, Targets, Task
@@ -40,6 +41,10 @@ class ColorConfig:
             (src: Zhang et al., Eq. 4, sigma = 5); 0 or None uses the prior as given.
         gray_threshold: an image whose |a| and |b| never exceed this is grayscale and left out
             (src: Zhang et al.'s released training layers, threshold 5).
+        crop: train on a random ``crop`` x ``crop`` window of L with the matching window of the targets, per
+            step (src: Zhang et al. train on 176-px crops of 256-px images; a multiple of the target stride, 4;
+            the central window when not training); None uses the stored images whole.
+        flip: mirror L and targets together at random per step (ours).
         hidden: channels of the head (src: Zhang et al.'s conv8 has 256); None follows the trunk (256 at the
             paper's 1024 block-3 channels, ``mtssl.tasks.base.follow_trunk``).
     """
@@ -52,6 +57,8 @@ class ColorConfig:
     prior_sigma: float | None = 5.0
     gray_threshold: int = 5
     hidden: int | None = None
+    crop: int | None = None
+    flip: bool = True
 
 
 # ---- pure functions ---------------------------------------------------------------------------
@@ -198,6 +205,7 @@ class ColorTask(Task):
         bins = bins.squeeze(1) if bins.ndim == 4 else bins
         gray = batch.get("grayscale")
         gray = is_grayscale(ab, self.config.gray_threshold) if gray is None else gray.to(ab.device).bool()
+        l8, ab, bins = self.crop_and_flip(batch["l"], ab, bins, generator)
         indices, weights = soft_encode(ab, (self.table_indices, self.table_weights))
         targets = {
             "indices": indices,
@@ -206,7 +214,26 @@ class ColorTask(Task):
             "bins": bins,
             "valid": ~gray,
         }
-        return match_channels(l_input(batch["l"]), channels), targets
+        return match_channels(l_input(l8), channels), targets
+
+    def crop_and_flip(
+        self, l8: torch.Tensor, ab: torch.Tensor, bins: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The same random window (at target-pixel offsets) and mirror of L (N,1,H,W), ab and bins."""
+        random, cfg = self.randomised(), self.config
+        stride = l8.shape[-1] // ab.shape[-1]
+        if cfg.crop is not None and cfg.crop < l8.shape[-1]:
+            if cfg.crop % stride:
+                raise ValueError(f"color crop {cfg.crop} must be a multiple of the target stride {stride}")
+            side = cfg.crop // stride
+            ys = crop_offsets(l8.shape[0], ab.shape[-2] - side, l8.device, generator, random)
+            xs = crop_offsets(l8.shape[0], ab.shape[-1] - side, l8.device, generator, random)
+            l8 = crop_at(l8, ys * stride, xs * stride, cfg.crop)
+            ab, bins = crop_at(ab, ys, xs, side), crop_at(bins[:, None], ys, xs, side)[:, 0]
+        if cfg.flip:
+            flips = flip_mask(l8.shape[0], l8.device, generator, random)
+            l8, ab, bins = flip_where(l8, flips), flip_where(ab, flips), flip_where(bins, flips)
+        return l8, ab, bins
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)

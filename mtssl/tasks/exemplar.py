@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtssl.augment import flip_mask, flip_where, random_crop
 from mtssl.inputs import check_mode, image_input, match_channels, split_views
 from mtssl.tasks.base import Batch, Targets, Task
 
@@ -32,6 +33,9 @@ class ExemplarConfig:
             multi-task paper's triplets use two views of an image, anchor and positive); None uses all.
         hard_negatives: keep only the k hardest negatives of each (anchor, positive), as Wang & Gupta's
             in-batch hard-negative mining does; None uses every in-batch negative (ours).
+        crop: train on a random ``crop`` x ``crop`` window of every drawn view, per step (ours; the central
+            window when not training); None uses the stored views whole.
+        flip: mirror each drawn view at random per step (ours).
     """
 
     WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {"hidden": (4096, 64, 0), "dim": (1024, 32, 0)}
@@ -41,6 +45,8 @@ class ExemplarConfig:
     margin: float = 0.5
     views: int | None = 2
     hard_negatives: int | None = None
+    crop: int | None = None
+    flip: bool = True
 
 
 def triplet_terms(embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +123,11 @@ class ExemplarTask(Task):
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Targets]:
         views = draw_views(split_views(batch["rgb"]), self.config.views, generator)
-        x = image_input(views.flatten(0, 1), mode)
+        flat, random = views.flatten(0, 1), self.randomised()
+        flat = random_crop(flat, self.config.crop, generator, random)
+        if self.config.flip:
+            flat = flip_where(flat, flip_mask(flat.shape[0], flat.device, generator, random))
+        x = image_input(flat, mode)
         return match_channels(x, channels), {"views": torch.tensor(views.shape[1])}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtssl.augment import flip_mask, flip_where
 from mtssl.inputs import check_mode, image_input, match_channels
 from mtssl.tasks.base import Batch, Targets, Task
 
@@ -26,12 +27,15 @@ class MotionConfig:
             follows the trunk (``mtssl.tasks.base.follow_trunk``).
         logit_stride: the head emits logits at this stride through a sub-pixel (pixel-shuffle) layer; they
             are then resized bilinearly to the mask's resolution (ours).
+        flip: mirror frame and mask together at random per step (ours; the loader already draws a random
+            square crop of every frame when the run sets ``--motion-crop``).
     """
 
     WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {"hidden": (256, 32, 0)}
 
     hidden: int | None = None
     logit_stride: int = 4
+    flip: bool = True
 
 
 def motion_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -81,8 +85,12 @@ class MotionTask(Task):
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Targets]:
-        x = image_input(batch["rgb"], mode)
-        mask = (batch["mask"] > 127).float()
+        rgb, mask = batch["rgb"], batch["mask"]
+        if self.config.flip:
+            flips = flip_mask(rgb.shape[0], rgb.device, generator, self.randomised())
+            rgb, mask = flip_where(rgb, flips), flip_where(mask, flips)
+        x = image_input(rgb, mode)
+        mask = (mask > 127).float()
         return match_channels(x, channels), {"mask": mask}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtssl.augment import flip_mask, flip_where, random_crop
 from mtssl.contract import RELPOS_CENTRE, RELPOS_GRID, RELPOS_LABELS
 from mtssl.inputs import check_mode, match_channels, random_downsample, relpos_input, rgb_to_l8, split_grid
 from mtssl.tasks.base import Batch, Targets, Task
@@ -42,6 +43,11 @@ class RelPosConfig:
         downsample_prob: probability of shrinking a patch and resizing it back (src: deepcontext, 0.33;
             the shard recipe leaves it to training time, like colour dropping and RMS normalisation).
         downsample_min_side: smallest side when shrinking (src: deepcontext, "as little as 100 pixels").
+        crop: train on a random ``crop`` x ``crop`` window of every stored patch, drawn per patch and step
+            (ours: fresh jitter of up to ``patch - crop`` pixels on top of the build's; the central window
+            when not training); None trains on the stored patches.
+        flip: mirror the whole grid of a sample at random per step (ours; deepcontext does not). A mirrored
+            grid is the grid of the mirrored image, so the position labels stay right.
     """
 
     WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {
@@ -59,6 +65,8 @@ class RelPosConfig:
     rms_scale: float = 50.0
     downsample_prob: float = 0.33
     downsample_min_side: int = 10
+    crop: int | None = None
+    flip: bool = False
 
 
 def relpos_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -136,8 +144,11 @@ class RelPosTask(Task):
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Targets]:
         tiles = rgb_to_l8(batch["rgb"]) if check_mode(mode) == "harmonized" else batch["rgb"]
+        random = self.randomised()
+        if self.config.flip:
+            tiles = flip_where(tiles, flip_mask(tiles.shape[0], tiles.device, generator, random))
         patches, labels = self.select(split_grid(tiles, RELPOS_GRID, RELPOS_GRID), generator)
-        flat = patches.flatten(0, 1).float()
+        flat = random_crop(patches.flatten(0, 1), self.config.crop, generator, random).float()
         flat = random_downsample(flat, self.config.downsample_prob, self.config.downsample_min_side, generator)
         x = relpos_input(flat, mode, self.config.noise, self.config.rms_scale, generator)
         return match_channels(x, channels), {"labels": labels}

@@ -20,6 +20,7 @@ from mtssl.train.config import (
     parse_task_batch,
     parse_task_options,
 )
+from mtssl.train.presets import preset_values
 
 app = typer.Typer(help=__doc__, pretty_exceptions_enable=False, add_completion=False)
 D = TrainConfig()
@@ -38,6 +39,11 @@ def main(
     resume: Annotated[bool, _opt("Continue the run in --out from its newest checkpoint.", RUN)] = False,
     tasks: Annotated[str | None, _opt("Comma-separated subset of tasks; default: every set found.", DATA)] = None,
     verify: Annotated[bool, _opt("Check every shard's md5 against its manifest first.", DATA)] = D.verify,
+    val_shards: Annotated[int, _opt("Shards of every set held out for validation (none if < 3).", DATA, min=0)] = (
+        D.val_shards
+    ),
+    val_every: Annotated[int, _opt("Validation loss and metric every N steps.", RUN, min=1)] = D.val_every,
+    val_batches: Annotated[int, _opt("Validation mini-batches per task.", DATA, min=0)] = D.val_batches,
     batch_size: Annotated[int, _opt("Mini-batch per task and rank.", DATA, min=1)] = D.batch_size,
     task_batch: Annotated[list[str] | None, _opt("Per-task batch, TASK=N (repeatable).", DATA)] = None,
     patch_size: Annotated[
@@ -54,6 +60,9 @@ def main(
     width: Annotated[int, _opt("Trunk root width (paper: 64).", NET, min=1)] = D.width,
     input_mode: Annotated[str, _opt("harmonized (L for every task) or native.", NET)] = D.input_mode,
     lasso: Annotated[bool, _opt("Learn each task's mix of block-3 units (off: naive trunk).", NET)] = D.lasso,
+    augment: Annotated[
+        bool, _opt("Fresh crops and flips per step (the tasks' crop/flip options); off: stored samples.", DATA)
+    ] = D.augment,
     l1: Annotated[float, _opt("L1 penalty on the lasso weights.", NET)] = D.l1,
     task_opt: Annotated[
         list[str] | None, _opt("Task head option, TASK.FIELD=VALUE, e.g. relpos.patch_dim=512 (repeatable).", NET)
@@ -71,6 +80,9 @@ def main(
     step_every: Annotated[int, _opt("Step decay: steps between drops.", OPT, min=1)] = D.step_every,
     step_gamma: Annotated[float, _opt("Step decay: factor per drop.", OPT)] = D.step_gamma,
     clip_grad: Annotated[float | None, _opt("Clip the global gradient norm to this.", OPT)] = D.clip_grad,
+    preset: Annotated[
+        str, _opt("Defaults to start from: paper (the paper's model) or cpu (learns in 30 min on 2 cores).", RUN)
+    ] = D.preset,
     seed: Annotated[int, _opt("Seed of the streams, augmentations and initialisation.", RUN)] = D.seed,
     device: Annotated[str, _opt("auto (CUDA when available), cuda or cpu.", RUN)] = D.device,
     amp: Annotated[bool, _opt("bf16 autocast on CUDA.", RUN)] = D.amp,
@@ -97,8 +109,15 @@ def main(
             "task_batch": parse_task_batch(task_batch or []),
             "task_options": parse_task_options(task_opt or []),
         }
-        given = {name: values[_field(name)] for name in _given(ctx)} if resume else {}
-        cfg = _resumed_config(out, given) if resume else TrainConfig(**values)
+        typed = {_field(name): values[_field(name)] for name in _given(ctx)}
+        if resume:
+            cfg = _resumed_config(out, typed)
+        else:
+            try:
+                values |= preset_values(preset, typed)
+            except KeyError as exc:
+                raise ConfigError(f"--preset: {exc.args[0]}") from exc
+            cfg = TrainConfig(**values)
         from mtssl.train.loop import train  # heavy imports only once the options are valid
 
         train(cfg, resume=resume)

@@ -27,6 +27,7 @@ EPS = {"rmsprop": 1e-3, "sgd": 0.0, "adamw": 1e-8}  # rmsprop: ours (see above);
 
 # Options a resumed run may change; any other option given on the command line must equal the saved one.
 RESUME_MAY_CHANGE = frozenset({"steps", "log_every", "keep", "progress", "verify", "workers", "compile", "device"})
+RESUME_MAY_CHANGE |= {"val_every"}
 RESUME_MAY_CHANGE |= {"shards", "out"}  # the folders may move; the manifests' hashes must still match
 
 
@@ -49,6 +50,9 @@ class TrainConfig:
     workers: int = 4  # DataLoader workers per rank (all tasks)
     shuffle_buffer: int = 500  # samples per task per worker
     verify: bool = False  # md5 of every shard before training
+    val_shards: int = 1  # shards of every set held out for validation (none when a set has fewer than 3)
+    val_every: int = 100  # validation loss and metric of every task every N steps (and at the end)
+    val_batches: int = 4  # validation mini-batches per task (the same ones every time)
     # ---- network (mtssl.model.NetworkConfig)
     depth: int = 101  # src: the paper's trunk
     width: int = 64  # src: slim
@@ -56,6 +60,7 @@ class TrainConfig:
     lasso: bool = True
     l1: float = 1e-4  # ours, see NetworkConfig
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"relpos": {"patch_dim": 512}}
+    augment: bool = True  # fresh crops and flips per step (see mtssl.augment and each task's crop/flip options)
     # ---- optimisation
     steps: int = 100_000
     optimizer: str = "rmsprop"  # src: the paper
@@ -71,6 +76,7 @@ class TrainConfig:
     step_gamma: float = 0.1
     clip_grad: float | None = None  # max global gradient norm
     # ---- run
+    preset: str = "paper"  # the defaults this run started from (mtssl.train.presets); options given override them
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
     amp: bool = True  # bf16 autocast on CUDA
@@ -90,10 +96,11 @@ class TrainConfig:
         unknown = sorted(set(self.tasks or ()) - set(TASKS)) + sorted(set(self.task_batch) - set(TASKS))
         check(not unknown, f"unknown task(s) {unknown}; tasks are {', '.join(TASKS)}")
         check(self.tasks is None or len(self.tasks) > 0, "--tasks must name at least one task")
-        for name in ("steps", "batch_size", "save_every", "log_every", "keep", "shuffle_buffer"):
+        for name in ("steps", "batch_size", "save_every", "log_every", "keep", "shuffle_buffer", "val_every"):
             check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1")
         check(all(b >= 1 for b in self.task_batch.values()), "every --task-batch must be at least 1")
         check(self.workers >= 0 and self.warmup_steps >= 0, "--workers and --warmup-steps must be >= 0")
+        check(self.val_shards >= 0 and self.val_batches >= 0, "--val-shards and --val-batches must be >= 0")
         check(self.lr > 0 and self.final_lr >= 0, "--lr must be > 0 and --final-lr >= 0")
 
     def batch_for(self, task: str) -> int:

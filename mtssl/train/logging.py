@@ -106,10 +106,12 @@ class _RichBar:
 
 @contextmanager
 def progress_bar(enabled: bool | None, total: int, start: int) -> AbstractContextManager[Any]:
-    """A rich bar with ETA when ``enabled`` (None: when stdout is a terminal, else plain lines); False: silent."""
-    if enabled is None and not sys.stdout.isatty():
-        yield _Lines(total)
-        return
+    """A rich bar with ETA when ``enabled``; None: the bar on a terminal, plain lines otherwise; False: silent."""
+    if enabled is None:
+        enabled = sys.stdout.isatty()
+        if not enabled:
+            yield _Lines(total)
+            return
     if not enabled:
         yield _NoBar()
         return

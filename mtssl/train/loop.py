@@ -28,14 +28,14 @@ import numpy as np
 import torch
 
 from mtssl.data.shardsets import RunNeeds, ShardSet, ShardSetError, check_run, manifest_hashes, open_sets
-from mtssl.data.stream import StepStream, TaskSpec, fields_for, make_loader, to_device
+from mtssl.data.stream import StepStream, TaskSpec, fields_for, fixed_batches, make_loader, to_device
 from mtssl.model import MultiTaskNet, NetworkConfig
 from mtssl.tasks import TASKS as TASK_CLASSES
 from mtssl.train import checkpoint as ckpt
 from mtssl.train import distributed as ddp
 from mtssl.train.config import ConfigError, TrainConfig
 from mtssl.train.logging import LOG_FILE, RunLog, Window, progress_bar
-from mtssl.train.plots import write_plots
+from mtssl.train.plots import CURVES_FILE, LASSO_FILE, write_plots
 from mtssl.train.schedule import warmup_then_decay
 
 
@@ -88,8 +88,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if env.is_main:
             print(f"resuming {out} from {path.name} (step {start})", flush=True)
 
-    # ============ data: one stream of every task this rank trains ============
-    specs = [task_spec(cfg, sets[task], net) for task in my_tasks]
+    # ============ data: one stream of every task this rank trains, and held-out validation batches ============
+    splits = {task: sset.split(cfg.val_shards) for task, sset in sets.items()}
+    specs = [task_spec(cfg, sets[task], net, splits[task][0]) for task in my_tasks]
+    val = validation_batches(cfg, sets, net, splits) if env.is_main else {}
     stream = StepStream(specs, cfg.seed, env.rank, start, cfg.save_every)
     loader = make_loader(stream, cfg.workers, pin_memory=env.device.type == "cuda")
     per_task_ranks = ddp.ranks_per_task(cfg.tasks, cfg.distributed, env.world_size)
@@ -122,12 +124,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             window.add(loss, metrics, waited)
             done = step + 1
 
+            scores = validate(net, val, cfg.seed, env.device) if done % cfg.val_every == 0 or done == cfg.steps else {}
             if done % cfg.log_every == 0 or done == cfg.steps:
-                record = log_record(window, net, cfg, env, per_task_ranks, done, float(lrs[step]))
+                record = {**log_record(window, net, cfg, env, per_task_ranks, done, float(lrs[step])), **scores}
                 log.write(record)
                 bar.update(done, record["loss"])
                 window = Window()
             else:
+                if scores:
+                    log.write({"step": done, "event": "val", **scores})
                 bar.update(done)
 
             # ============ save: atomic checkpoint and trunk export ============
@@ -156,6 +161,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         print(f"warning: ranks ended with different parameters: {digests}", flush=True)
     del model, data  # DDP's reducer and the loader's workers go before the process group does
     ddp.teardown()
+    if env.is_main:
+        print_summary(out, record, cfg)
     return {**record, **end}
 
 
@@ -182,6 +189,7 @@ def build_network(cfg: TrainConfig, sets: dict[str, ShardSet]) -> MultiTaskNet:
         input_mode=cfg.input_mode,
         lasso=cfg.lasso,
         l1=cfg.l1,
+        augment=cfg.augment,
         amp=cfg.amp,
         channels_last=cfg.channels_last,
     )
@@ -190,14 +198,65 @@ def build_network(cfg: TrainConfig, sets: dict[str, ShardSet]) -> MultiTaskNet:
     return MultiTaskNet(network, task_configs, prior)
 
 
-def task_spec(cfg: TrainConfig, sset: ShardSet, net: MultiTaskNet) -> TaskSpec:
+def task_spec(cfg: TrainConfig, sset: ShardSet, net: MultiTaskNet, urls: list[str]) -> TaskSpec:
     batch = cfg.batch_for(sset.task)
     if sset.task == "exemplar" and batch < 2:
         raise ConfigError("exemplar's triplet loss needs at least 2 images per batch: raise --task-batch exemplar")
     crop = None
     if sset.task == "motion":
         crop = cfg.motion_crop or sset.recipe.get("size")
-    return TaskSpec(sset.task, tuple(sset.urls), fields_for(net.keys(sset.task)), batch, crop, cfg.shuffle_buffer)
+    return TaskSpec(sset.task, tuple(urls), fields_for(net.keys(sset.task)), batch, crop, cfg.shuffle_buffer)
+
+
+def validation_batches(
+    cfg: TrainConfig, sets: dict[str, ShardSet], net: MultiTaskNet, splits: dict[str, tuple[list[str], list[str]]]
+) -> dict[str, list[dict[str, torch.Tensor]]]:
+    """The held-out batches of every task that has a validation split, read once and kept in memory."""
+    out = {}
+    for task, (_, held_out) in splits.items():
+        if held_out and cfg.val_batches > 0:
+            out[task] = fixed_batches(task_spec(cfg, sets[task], net, held_out), cfg.val_batches)
+    return {task: batches for task, batches in out.items() if batches}
+
+
+@torch.no_grad()
+def validate(
+    net: MultiTaskNet, val: dict[str, list[dict[str, torch.Tensor]]], seed: int, device: torch.device
+) -> dict[str, float]:
+    """Mean loss and metric of every task on its validation batches: eval mode (central crops, no flips,
+    running BN statistics) and one fixed seed, so that successive evaluations differ only by the weights."""
+    if not val:
+        return {}
+    was_training = net.training
+    net.eval()
+    generator = torch.Generator(device).manual_seed(seed)
+    scores: dict[str, float] = {}
+    for task, batches in val.items():
+        sums: dict[str, float] = {}
+        for batch in batches:
+            _, metrics = net.task_step(task, to_device({task: batch}, device)[task], generator)
+            for key, value in metrics.items():
+                sums[f"val_{key}"] = sums.get(f"val_{key}", 0.0) + float(value)
+        scores |= {key: round(total / len(batches), 6) for key, total in sums.items()}
+    net.train(was_training)
+    return scores
+
+
+def print_summary(out: Path, record: dict[str, Any], cfg: TrainConfig) -> None:
+    """The run's last losses and metrics, and where its files are."""
+    lines = [f"done: {cfg.steps} steps in {out}"]
+    for task in cfg.tasks:
+        metric = TASK_CLASSES[task].metric_name
+        train = f"loss {record.get(f'{task}_loss', float('nan')):.4f}, {metric} {record.get(metric, float('nan')):.3f}"
+        held = ""
+        if f"val_{task}_loss" in record:
+            held = f"; validation loss {record[f'val_{task}_loss']:.4f}, {metric} {record[f'val_{metric}']:.3f}"
+        lines.append(f"  {task:9s} {train}{held}")
+    lines.append(
+        f"  checkpoints {out}/ckpt-*.pt, trunk {out / ckpt.TRUNK_FILE} (mtssl.load_trunk), log {out / LOG_FILE}"
+    )
+    lines.append(f"  pictures {out / CURVES_FILE}, {out / LASSO_FILE}; next: mtssl-eval probe --run {out} ...")
+    print("\n".join(lines), flush=True)
 
 
 def check_same_shards(saved: dict[str, str], current: dict[str, str]) -> None:

@@ -86,7 +86,7 @@ def test_prior_smoothing_matches_brute_force():
 
 def test_task_rebalances_with_the_shard_prior():
     prior = np.random.default_rng(2).dirichlet(np.ones(NUM_AB_BINS))
-    task = ColorTask(8, 16, ColorConfig(hidden=4, prior_sigma=None), ab_prior=prior.tolist())
+    task = ColorTask(8, 16, ColorConfig(hidden=4, prior_sigma=None, flip=False), ab_prior=prior.tolist())
     assert np.allclose(task.class_weights.numpy(), rebalance_weights(prior, 0.5), rtol=1e-6)
     bins = torch.tensor([[[3, 7]]])
     batch = {
