@@ -51,6 +51,8 @@ def row_space(train: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarra
         return train, val
     _, singular, vt = np.linalg.svd(train, full_matrices=False)
     basis = vt[singular > singular[0] * 1e-6].T
+    if basis.shape[1] == 0:  # constant features (a dead source, a row pruned to zero): one zero column
+        return np.zeros((len(train), 1), train.dtype), np.zeros((len(val), 1), val.dtype)
     return train @ basis, val @ basis
 
 
@@ -68,10 +70,12 @@ def linear_probe(
     """Logistic regression, C picked by stratified k-fold CV on the train split, refit on all of it."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
     train_x, val_x = row_space(*standardise(train_x, val_x))
     folds = int(min(5, np.bincount(train_y).min()))
-    with warnings.catch_warnings():
+    # One BLAS thread: these are many small fits, which threads slow down (30x on 2 busy cores, measured).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore")  # convergence and deprecation chatter at extreme C
         if folds >= 2:
             cv = StratifiedKFold(folds, shuffle=True, random_state=seed)

@@ -14,8 +14,8 @@ shallow and deep layers get feature vectors of about the same length (Goyal et a
 layer to ~9k dims the same way).
 
 Random-init baselines (``random_trunk``) have the trained trunk's exact shape. Their normalisation
-statistics are re-estimated on the probe's train images (a cumulative average over one pass), so the
-baseline is a random trunk whose BN has seen the data, not one whose activations explode with depth:
+statistics are re-estimated on the probe's train images (an average over one pass, weighted by batch size),
+so the baseline is a random trunk whose BN has seen the data, not one whose activations explode with depth:
 the strongest cheap baseline, which is the honest one to beat.
 """
 
@@ -123,15 +123,18 @@ def random_trunk(network: NetworkConfig, rows: list[str], seed: int) -> LoadedTr
 
 @torch.no_grad()
 def recalibrate_norms(loaded: LoadedTrunk, images: np.ndarray, batch_size: int = 64, device: str = "cpu") -> None:
-    """Re-estimate every BatchNorm's running statistics on ``images`` (cumulative average, one pass)."""
+    """Re-estimate every BatchNorm's running statistics on ``images`` (one pass, weighted by batch size)."""
     dev = resolve_device(device)
     loaded.to(dev)
     norms = [m for m in (*loaded.trunk.modules(), *loaded.lasso.modules()) if isinstance(m, nn.BatchNorm2d)]
     for norm in norms:
         norm.reset_running_stats()
-        norm.momentum = None  # cumulative moving average: every batch counts the same
         norm.train()
+    seen = 0
     for rgb in _batches(images, batch_size, dev):
+        seen += len(rgb)
+        for norm in norms:  # a running average weighted by batch size: a short last batch counts for its images
+            norm.momentum = len(rgb) / seen
         units = loaded.trunk(loaded.prepare(rgb))
         if loaded.lasso.enabled:
             for m, unit in enumerate(units):
@@ -171,8 +174,8 @@ def cached(folder: Path, key: str, compute: Callable[[], dict[str, FeatureSet]])
         try:
             with np.load(path, allow_pickle=False) as data:
                 return _unpack({name: data[name] for name in data.files}), True
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged entry: recompute it
+        except Exception:  # a damaged entry (truncated, empty, not a zip, ...): recompute it
+            path.unlink(missing_ok=True)
     features = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")

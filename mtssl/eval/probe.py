@@ -94,7 +94,9 @@ def run_probe(options: ProbeOptions) -> dict[str, Any]:
     baselines = []
     for seed in range(options.random_seeds):
         network_json = json.dumps(asdict(loaded.network), sort_keys=True)
-        rkey = cache_key("random", network_json, loaded.rows, seed, data.hash, options.size, options.feature_dims)
+        rkey = cache_key(  # the batch size too: the norms are recalibrated with batch statistics
+            "random", network_json, loaded.rows, seed, data.hash, options.size, options.feature_dims, options.batch_size
+        )
         rand = random_trunk(loaded.network, loaded.rows, seed)
         features, _ = cached(cache, rkey, lambda r=rand: features_of(r, data, options, recalibrate=True))
         rscores = probe_sources(features, data, options)
@@ -153,6 +155,8 @@ def load_split(options: ProbeOptions) -> Split:
         raise ProbeError(f"empty split: {len(train)} train and {len(val)} validation images")
     train_images, train_labels, train = load_images(train, options.size)
     val_images, val_labels, val = load_images(val, options.size)
+    if len(np.unique(train_labels)) < 2:
+        raise ProbeError(f"the train images that decode are of {len(np.unique(train_labels))} class; a probe needs 2")
     skipped = {**train.skipped, **val.skipped}
     name = dataset_name(options)
     return Split(
