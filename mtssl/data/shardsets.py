@@ -49,16 +49,21 @@ class ShardSet:
         return [str(self.root / s["url"]) for s in self.manifest["shardlist"] if s["nsamples"] > 0]
 
     def split(self, val_shards: int) -> tuple[list[str], list[str]]:
-        """(train, validation) shard paths: the last ``val_shards`` non-empty shards are held out.
+        """(train, validation) shard paths: the last ``val_shards`` full shards are held out.
 
-        The build pre-shuffles samples across shards, so the last shards are a random sample of the set. No
-        shard is held out when that would leave fewer than two for training (a small set: build it with a
-        smaller ``--samples-per-shard`` to get a validation split).
+        The build pre-shuffles samples across shards, so any shard is a random sample of the set. "Full"
+        means at least half the largest shard's samples: the build's last shard holds the remainder, which
+        may be a handful of samples, too few for a validation batch. No shard is held out when that would
+        leave fewer than two for training (a small set: build it with a smaller ``--samples-per-shard``).
         """
-        urls = self.urls
-        if val_shards <= 0 or len(urls) - val_shards < 2:
-            return urls, []
-        return urls[:-val_shards], urls[-val_shards:]
+        entries = [e for e in self.manifest["shardlist"] if e["nsamples"] > 0]
+        largest = max((e["nsamples"] for e in entries), default=0)
+        full = [i for i, e in enumerate(entries) if 2 * e["nsamples"] >= largest]
+        held = set(full[-val_shards:]) if val_shards > 0 else set()
+        if len(entries) - len(held) < 2:
+            held = set()
+        urls = [str(self.root / e["url"]) for e in entries]
+        return [u for i, u in enumerate(urls) if i not in held], [u for i, u in enumerate(urls) if i in held]
 
     @property
     def samples(self) -> int:

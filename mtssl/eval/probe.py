@@ -51,7 +51,7 @@ class ProbeOptions:
     images: Path | None = None
     split: float = 0.5
     seed: int = 0
-    size: int = 128
+    size: int = 224
     random_seeds: int = 3
     knn_k: int = 20
     feature_dims: int = 2048

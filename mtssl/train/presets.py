@@ -19,6 +19,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "depth": 18,
         "width": 32,
         "batch_size": 16,
+        "task_batch": {"exemplar": 32},  # more in-batch negatives: +3.5 points on the flowers5 probe (w32a -> w32b)
         "steps": 1200,
         "warmup_steps": 50,
         "save_every": 400,

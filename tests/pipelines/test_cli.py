@@ -103,7 +103,14 @@ def test_sample_writes_class_folders(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "module,name,doc", [("pipelines.cli", "mtssl-data", "cli.md"), ("mtssl.train.cli", "mtssl-train", "cli-train.md")]
+    "module,name,doc",
+    [
+        ("pipelines.cli", "mtssl-data", "cli.md"),
+        ("mtssl.train.cli", "mtssl-train", "cli-train.md"),
+        ("mtssl.eval.cli", "mtssl-eval", "cli-eval.md"),
+        ("mtssl.report.cli", "mtssl-report", "cli-report.md"),
+        ("mtssl.demo", "mtssl-demo", "cli-demo.md"),
+    ],
 )
 def test_cli_reference_in_docs_is_current(tmp_path, module, name, doc):
     """docs/cli*.md are generated: `typer MODULE utils docs --name NAME --output docs/DOC`."""
