@@ -59,7 +59,7 @@ def build_shards(data: Path, shards: Path, workers: int) -> None:
 
 
 def demo_config(shards: Path, run: Path, steps: int, workers: int) -> TrainConfig:
-    """``--preset cpu`` shortened to ``steps`` (warm-up, checkpoints and validation scaled with it)."""
+    """``--preset cpu`` shortened to ``steps``: one checkpoint at the end, five validations; the warm-up stays 50."""
     from mtssl.train.config import TrainConfig
     from mtssl.train.presets import preset_values
 
@@ -85,13 +85,16 @@ def pretrain(shards: Path, run: Path, steps: int, workers: int) -> str:
 
 def finished_with(run: Path, cfg: TrainConfig) -> bool:
     """True when ``run`` holds a run that ended at ``cfg.steps`` with ``cfg``'s options (paths aside)."""
+    from mtssl.data.shardsets import open_sets
     from mtssl.train.config import TrainConfig
     from mtssl.train.logging import LOG_FILE, read_log
 
     try:
         saved = TrainConfig.from_json((run / "config.json").read_text())
         ended = any(r.get("event") == "end" for r in read_log(run / LOG_FILE))
-    except (OSError, ValueError, TypeError):
+        if cfg.tasks is None:  # the run saved the tasks it found under --shards (train resolves them)
+            cfg = replace(cfg, tasks=tuple(open_sets(Path(cfg.shards))))
+    except (OSError, ValueError, TypeError):  # ShardSetError is a ValueError
         return False
     same = replace(saved, shards=cfg.shards, out=cfg.out, progress=cfg.progress) == cfg
     return same and ended and (run / "trunk.pt").is_file()
