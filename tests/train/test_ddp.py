@@ -13,6 +13,8 @@ from mtssl.train.logging import LOG_FILE, read_log
 
 from .conftest import TINY_TASK_OPTIONS
 
+PORT_RACE = "address already in use"  # another process took torchrun's free port before it bound it
+
 
 def torchrun(shard_root: Path, out: Path, *extra: str) -> list[dict]:
     task_opts = [
@@ -59,6 +61,8 @@ def torchrun(shard_root: Path, out: Path, *extra: str) -> list[dict]:
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    if result.returncode != 0 and PORT_RACE in result.stderr.lower():  # --standalone picks a port, then binds it
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return read_log(out / LOG_FILE)
 
