@@ -1,4 +1,4 @@
-"""Shared fixtures: a small embedded-sample image tree and one local Ray session for the whole run."""
+"""Shared fixtures: a small embedded-sample image tree, one local Ray session for the whole run, one thread."""
 
 from __future__ import annotations
 
@@ -29,3 +29,17 @@ def ray_session():
     init_ray(workers=2, address=None)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch and one BLAS thread: tiny problems only lose to threads on shared cores."""
+    import sklearn.linear_model  # noqa: F401 - loads its BLAS before the limit, so that the limit covers it too
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)

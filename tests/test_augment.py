@@ -31,12 +31,7 @@ MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 POSITION_OF_LABEL = {label: position for position, label in RELPOS_LABELS.items()}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed: int) -> torch.Generator:

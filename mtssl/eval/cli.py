@@ -37,6 +37,7 @@ def probe(
 ) -> None:
     """Linear and k-NN probes per feature source, beside the same protocol on random-init trunks."""
     from mtssl.eval.probe import ProbeError, ProbeOptions, run_probe
+    from mtssl.train.config import ConfigError
 
     try:
         options = ProbeOptions(
@@ -45,7 +46,7 @@ def probe(
             cache_dir=cache_dir, device=device, batch_size=batch_size,
         )  # fmt: skip
         run_probe(options)
-    except (ProbeError, FileNotFoundError) as exc:
+    except (ProbeError, ConfigError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 

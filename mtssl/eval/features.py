@@ -37,6 +37,7 @@ from mtssl.model.lasso import LassoCombiner
 from mtssl.model.loading import LoadedTrunk, trunk_config
 from mtssl.model.network import NetworkConfig, autocast
 from mtssl.model.trunk import ResNetV2Trunk
+from mtssl.train.distributed import resolve_device
 
 FEATURE_VERSION = 1  # bump when what a source means changes: old cache entries are then ignored
 MAX_UNITS = 6
@@ -65,12 +66,6 @@ def pooled(x: torch.Tensor, dims: int) -> torch.Tensor:
     """Average-pool (N,C,H,W) to a g x g grid of about ``dims`` values per sample, flattened, fp32."""
     grid = pool_grid(x.shape[1], dims, min(x.shape[-2:]))
     return F.adaptive_avg_pool2d(x.float(), grid).flatten(1)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _batches(images: np.ndarray, size: int, device: torch.device):

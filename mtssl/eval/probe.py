@@ -92,8 +92,8 @@ def run_probe(options: ProbeOptions) -> dict[str, Any]:
     alpha = scores.pop("_alpha", None)
 
     baselines = []
+    network_json = json.dumps(asdict(loaded.network), sort_keys=True)
     for seed in range(options.random_seeds):
-        network_json = json.dumps(asdict(loaded.network), sort_keys=True)
         rkey = cache_key(  # the batch size too: the norms are recalibrated with batch statistics
             "random", network_json, loaded.rows, seed, data.hash, options.size, options.feature_dims, options.batch_size
         )

@@ -7,8 +7,6 @@ import warnings
 import numpy as np
 import pytest
 import sklearn.linear_model  # loaded before the thread limit below, so that its BLAS is limited too
-import torch
-from threadpoolctl import threadpool_limits
 
 from mtssl.eval.classifiers import (
     Scores,
@@ -21,15 +19,7 @@ from mtssl.eval.classifiers import (
     topk_accuracy,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One BLAS and one torch thread: tiny problems only lose to threads on the shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def projection_task(n: int, dims: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

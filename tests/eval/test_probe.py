@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import sklearn.linear_model  # noqa: F401  (loaded before the thread limit below, so that its BLAS is limited too)
 import torch
-from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
 from mtssl.eval.classifiers import Scores, mix
@@ -38,14 +37,7 @@ ROW_KEYS = {"linear", "knn", "random_linear", "random_knn", "random_linear_std",
 TINY_TASKS = {"relpos": RelPosConfig(patch_channels=8, patch_dim=32, pair_dims=(32,)), "color": ColorConfig(hidden=32)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One BLAS and one torch thread: the probe's tiny fits only lose to threads on the shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_export(run: Path, seed: int = 0) -> Path:

@@ -14,7 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from mtssl.train.config import TrainConfig
 
@@ -104,9 +103,6 @@ def tiny_config(shard_root: Path, tmp_path: Path):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny tensors gain nothing from more, and lose a lot when cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """One thread for every training test: tiny tensors gain nothing from more, and lose a lot on shared cores."""
     yield
-    torch.set_num_threads(threads)
