@@ -81,17 +81,46 @@ def motion_row(sample: dict) -> np.ndarray:
 ROWS = {"relpos": relpos_row, "color": color_row, "exemplar": exemplar_row, "motion": motion_row}
 
 
+def spread_keys(shard_dir: Path, count: int) -> dict[str, int] | None:
+    """``count`` sample keys (-> their shard) from as many different sources as there are: one per source
+    first, then a second per source, and so on. None without an index."""
+    index = Path(shard_dir) / "index.parquet"
+    if not index.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    by_source: dict[str, list[tuple[str, int]]] = {}
+    for row in pq.read_table(index, columns=["key", "source", "shard"]).to_pylist():
+        by_source.setdefault(row["source"], []).append((row["key"], row["shard"]))
+    sources = sorted(by_source)
+    picks: list[tuple[str, int]] = []
+    for depth in range(max((len(keys) for keys in by_source.values()), default=0)):
+        for source in sources:
+            keys = by_source[source]
+            if depth < len(keys) and len(picks) < count:
+                picks.append(keys[(depth * 7919 + len(keys) // 2) % len(keys)])  # not the first of each
+    return dict(picks)
+
+
 def contact_sheet(shard_dir: Path, count: int = 6) -> np.ndarray:
-    """An RGB image of ``count`` samples of the set, with a title line."""
+    """An RGB image of ``count`` samples of the set (from different sources where the set has them: a
+    motion set's first samples are often frames of one or two videos), with a title line."""
     manifest = load_manifest(shard_dir)
     task = manifest["task"]
-    rows = []
-    for entry in manifest["shardlist"]:
-        for raw in islice(iter_tar_samples(Path(shard_dir) / entry["url"]), count - len(rows)):
-            sample = decode_sample(task, raw)
-            rows.append(_hstack([ROWS[task](sample)]))
-        if len(rows) >= count:
+    wanted = spread_keys(shard_dir, count)
+    found: dict[str, np.ndarray] = {}
+    shards = None if wanted is None else set(wanted.values())
+    for number, entry in enumerate(manifest["shardlist"]):
+        if shards is not None and number not in shards:
+            continue
+        samples = iter_tar_samples(Path(shard_dir) / entry["url"])
+        for raw in samples if wanted is not None else islice(samples, count - len(found)):
+            key = raw["__key__"].rsplit("/", 1)[-1]
+            if wanted is None or key in wanted:
+                found[key] = _hstack([ROWS[task](decode_sample(task, raw))])
+        if len(found) >= (count if wanted is None else len(wanted)):
             break
+    rows = [found[k] for k in wanted if k in found] if wanted is not None else list(found.values())
     if not rows:
         raise ValueError(f"{shard_dir} holds no samples to preview")
     sheet = _vstack(rows)

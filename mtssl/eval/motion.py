@@ -178,7 +178,8 @@ def _mean(values: list[float]) -> float | None:
 
 
 def flow_rows(frames: np.ndarray, truth: list[np.ndarray], cfg: Any, dis: Any) -> list[dict[str, Any]]:
-    """``score-motion``'s per-frame rows (frame, partner, iou, kept, reason) at the working size."""
+    """``score-motion``'s per-frame rows (frame, partners, iou, kept, reason) at the working size, frames
+    with empty ground truth left out as there."""
     import cv2
 
     from pipelines.motion.score import score_sequence
@@ -186,7 +187,8 @@ def flow_rows(frames: np.ndarray, truth: list[np.ndarray], cfg: Any, dis: Any) -
     h, w = frames.shape[1:3]
     small = [cv2.resize(t, (w, h), interpolation=cv2.INTER_NEAREST) for t in truth]
     rows = score_sequence(list(frames), small, cfg, dis)["frames"]
-    return [{k: r[k] for k in ("frame", "partner", "iou", "kept", "reason")} for r in rows]
+    keys = ("frame", "partners", "iou", "kept", "reason")
+    return [{k: r[k] for k in keys} for r in rows if not r["gt_empty"]]  # as score-motion: no empty truth
 
 
 def sequence_scores(head_iou: list[float], rows: list[dict[str, Any]] | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.errors import Reject
-from pipelines.motion.masks import MaskConfig, make_flow
+from pipelines.motion.masks import MaskConfig, make_flow, motion_mask_at
 from pipelines.motion.score import overall, score_sequence
 from pipelines.videos import OPEN_END, VideoSource, iter_frames, list_video_tree
 
@@ -43,20 +43,44 @@ def load_ground_truth(folder: Path, shape: tuple[int, int]) -> list[np.ndarray]:
     return masks
 
 
-def score_source(videos: Path, masks: Path, source: VideoSource, cfg: MaskConfig, size: int, flow) -> dict:
+SHEET_FRAMES = 3  # frames per sequence on the --sheet picture
+
+
+def pictures_of(frames: list[np.ndarray], truth: list[np.ndarray], rows: list[dict], cfg: MaskConfig, flow) -> list:
+    """(frame, ground truth, mask, IoU) of a few scored frames spread over the sequence, for the sheet."""
+    scored = [r for r in rows if not r["gt_empty"]]
+    picks = [scored[i] for i in np.linspace(0, len(scored) - 1, min(SHEET_FRAMES, len(scored))).astype(int)]
+    out = []
+    for row in picks:
+        t = row["frame"]
+        others = {d: frames[t + d] for d in cfg.offsets() if t + d in row["partners"]}
+        out.append((frames[t], truth[t], motion_mask_at(frames[t], others, cfg, flow).mask, row["iou"]))
+    return out
+
+
+def score_source(
+    videos: Path, masks: Path, source: VideoSource, cfg: MaskConfig, size: int, flow, pictures: dict | None = None
+) -> dict:
     frames = [f.rgb for f in iter_frames(videos, source, 0, OPEN_END, size)]
     if not frames:
         raise Reject("no frames")
     truth = load_ground_truth(masks / sequence_name(source), frames[0].shape[:2])
     if len(truth) != len(frames):
         raise Reject("frame count mismatch", f"{len(frames)} frames, {len(truth)} ground-truth masks")
-    return score_sequence(frames, truth, cfg, flow)
+    scores = score_sequence(frames, truth, cfg, flow)
+    if pictures is not None and scores["scored"]:
+        pictures[sequence_name(source)] = pictures_of(frames, truth, scores["frames"], cfg, flow)
+    return scores
 
 
-def score_tree(videos: Path, masks: Path, cfg: MaskConfig, size: int = 256) -> dict[str, Any]:
-    """Per-sequence and overall J for the method and the naive baseline; unscorable sources listed apart."""
+def score_tree(
+    videos: Path, masks: Path, cfg: MaskConfig, size: int = 256, keep_frames: bool = False
+) -> dict[str, Any]:
+    """Per-sequence and overall scores of the method and the baselines; unscorable sources listed apart.
+    With ``keep_frames``, ``"pictures"`` holds a few (frame, truth, mask, IoU) per sequence for the sheet."""
     sequences: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
+    pictures: dict[str, list] | None = {} if keep_frames else None
     flow = make_flow(cfg)
     for source in list_video_tree(videos):
         name = sequence_name(source)
@@ -66,14 +90,26 @@ def score_tree(videos: Path, masks: Path, cfg: MaskConfig, size: int = 256) -> d
             skipped[source.relpath] = "no ground truth"
         else:
             try:
-                sequences[name] = score_source(videos, masks, source, cfg, size, flow)
+                sequences[name] = score_source(videos, masks, source, cfg, size, flow, pictures)
             except Reject as exc:
                 skipped[source.relpath] = str(exc)
-    return {"sequences": sequences, "overall": overall(sequences), "skipped": skipped}
+    out = {"sequences": sequences, "overall": overall(sequences), "skipped": skipped}
+    return out if pictures is None else {**out, "pictures": pictures}
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+COLUMNS = (  # header, key
+    ("J", "j_all"),
+    ("flow", "naive_j_all"),
+    ("pan", "translation_j_all"),
+    ("kept", "kept_share"),
+    ("J kept", "j_kept"),
+    ("recall", "recall_kept"),
+    ("precision", "precision_kept"),
+)
 
 
 def print_scores(results: dict[str, Any], console: Console) -> None:
@@ -82,24 +118,35 @@ def print_scores(results: dict[str, Any], console: Console) -> None:
         padding=(0, 1),
         pad_edge=False,
         collapse_padding=True,
-        title="Motion masks: mean IoU (J) of the method and of naive flow magnitude (no camera compensation, "
-        "adaptive or fixed threshold)",
+        title="Motion masks against ground truth: J (mean IoU) of the method and of two baselines; "
+        "the frames Pathak's filter keeps",
     )
     table.add_column("sequence", no_wrap=True, overflow="ellipsis", max_width=18)
-    for column in ("n", "kept", "J", "naive", "fixed", "J kept", "naive", "fixed"):
-        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    for header, _ in COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
 
     def add(name: str, row: dict[str, Any], style: str | None = None) -> None:
-        keys = ("j_all", "naive_j_all", "naive_fixed_j_all", "j_kept", "naive_j_kept", "naive_fixed_j_kept")
-        table.add_row(name, str(row["scored"]), str(row["kept"]), *(_fmt(row[k]) for k in keys), style=style)
+        table.add_row(name, str(row["scored"]), *(_fmt(row[key]) for _, key in COLUMNS), style=style)
 
+    overall = results["overall"]
     for name, row in sorted(results["sequences"].items()):
-        add(name, row)
-    add("overall", results["overall"], style="bold")
+        if row["scored"]:
+            add(name, row)
+    add("overall", overall, style="bold")
     console.print(table)
     console.print(
-        "n: frames scored; J: mean IoU over them, J kept: over those the filter keeps; naive / fixed: flow "
-        "magnitude with no camera compensation, adaptive or fixed threshold; overall: mean of the sequences"
+        "n: frames scored (ground truth not empty); J: mean IoU over them; flow / pan: baselines with no "
+        "camera model (flow magnitude; flow minus its median), Otsu's threshold; kept: share of frames the "
+        "filter keeps, J kept, recall and precision over those; overall: mean of the sequences"
     )
+    if overall["empty_gt_frames"]:
+        share = overall.get("empty_gt_fg_share")
+        console.print(
+            f"{overall['empty_gt_frames']} frames with empty ground truth, left out of J"
+            + ("" if share is None else f" (the method marks {share:.1%} of them on average)")
+        )
+    for name in overall["empty_gt_sequences"]:
+        console.print(f"{name}: ground truth empty on every frame, reported apart")
     for source, reason in sorted(results["skipped"].items()):
         console.print(f"skipped {source}: {reason}")

@@ -1,29 +1,48 @@
-"""Scoring motion masks against ground truth: per-frame IoU (DAVIS's J) for the method and the naive baseline.
+"""Scoring motion masks against ground truth: per-frame IoU (DAVIS's J), recall and precision, for the
+method and two baselines.
 
-Which frames are scored: frame t is paired with t + gap; when that frame does not exist (the last
-``gap`` frames) or lies across a scene cut (:func:`~pipelines.motion.masks.is_scene_cut`), with t - gap
-instead; a frame with neither partner (a shot shorter than gap + 1 frames) is not scored. Either
-pairing gives a mask in frame t's pixels.
+Which frames are scored: every frame t with at least one partner t + d (d in ``cfg.offsets()``) that
+exists and lies in the same shot (:func:`~pipelines.motion.masks.is_scene_cut`); a frame with none (a
+shot shorter than the smallest gap + 1 frames) is not scored. The build pairs its frames the same way.
 
 "All" means every scored frame; "kept" the scored frames that Pathak's frame filter keeps, judged on
-the method's own mask (the baseline is scored on the same frames). A sequence's J is the mean over its
-frames; the overall J is the mean over sequences, as DAVIS reports it (Perazzi et al., CVPR 2016).
+the method's own mask (the baselines are scored on the same frames): what the pretext task trains on.
+A frame whose ground truth is empty has nothing to find: it is counted apart (with the share of it the
+method marks), never averaged into J, where it would score 1 for an empty mask. A sequence's J is the
+mean over its frames; the overall J is the mean over sequences, as DAVIS reports it (Perazzi et al.,
+CVPR 2016); a sequence with empty ground truth on every frame is reported apart.
+
+The baselines read the flow to the first partner with no camera model: ``flow`` thresholds its
+magnitude, ``translation`` the magnitude of the flow minus its median (a camera that only pans), both
+with Otsu's threshold per frame and the method's clean-up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from pipelines.motion.masks import MaskConfig, filter_reason, is_scene_cut, make_flow, mask_from_flow, naive_from_flow
+from pipelines.motion.masks import (
+    MaskConfig,
+    filter_reason,
+    is_scene_cut,
+    make_flow,
+    mask_from_flows,
+    naive_from_flow,
+    translation_from_flow,
+)
 from pipelines.motion.masks import to_gray as _gray
 
-SUMMARY_KEYS = ("j_all", "j_kept", "naive_j_all", "naive_j_kept", "naive_fixed_j_all", "naive_fixed_j_kept")
+METHODS = ("", "naive_", "translation_")  # key prefixes: the method, the flow baseline, the pan baseline
+SUMMARY_KEYS = (
+    *(f"{m}j_{part}" for m in METHODS for part in ("all", "kept")),
+    "kept_share",
+    "recall_kept",
+    "precision_kept",
+)
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -34,35 +53,45 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.count_nonzero(pred & gt) / union)
 
 
-def partner(t: int, frames: Sequence[np.ndarray], gap: int) -> int | None:
-    """t + gap, else t - gap, skipping partners that do not exist or lie across a scene cut; None if neither."""
-    for other in (t + gap, t - gap):
+def recall_precision(pred: np.ndarray, gt: np.ndarray) -> tuple[float | None, float | None]:
+    """Share of the ground truth found, share of the mask that is ground truth (None when undefined)."""
+    pred, gt = np.asarray(pred) > 0, np.asarray(gt) > 0
+    hit, found, there = np.count_nonzero(pred & gt), np.count_nonzero(pred), np.count_nonzero(gt)
+    return (hit / there if there else None), (hit / found if found else None)
+
+
+def partners(t: int, frames: Sequence[np.ndarray], cfg: MaskConfig) -> dict[int, int]:
+    """Offset -> frame index of t's partners: those of ``cfg.offsets()`` that exist and are in t's shot."""
+    out = {}
+    for d in cfg.offsets():
+        other = t + d
         if 0 <= other < len(frames) and not is_scene_cut(frames[t], frames[other]):
-            return other
-    return None
+            out[d] = other
+    return out
 
 
 def score_frame(
-    frame: np.ndarray, other: np.ndarray, gt: np.ndarray, cfg: MaskConfig, flow: cv2.DISOpticalFlow
+    frame: np.ndarray, others: dict[int, np.ndarray], gt: np.ndarray, cfg: MaskConfig, flow: cv2.DISOpticalFlow
 ) -> dict[str, Any]:
-    """IoU of the method and of the two baselines for one pair (the flow is computed once and shared).
-
-    The naive baselines threshold the flow magnitude with no camera compensation: with the method's own
-    adaptive threshold (which scales with the camera's flow, so it finds little under camera motion) and
-    with a fixed one (the threshold floor, ``min_residual`` px), which is the stronger of the two there.
-    """
-    g0, g1 = _gray(frame), _gray(other)
-    forward = flow.calc(g0, g1, None)
-    backward = flow.calc(g1, g0, None) if cfg.fb_check else None
-    result = mask_from_flow(forward, g0, cfg, backward)
-    reason = filter_reason(result.stats, cfg)
+    """Scores of the method and of the two baselines for one frame and its partners (flows computed once)."""
+    g0 = _gray(frame)
+    grays = {d: _gray(other) for d, other in others.items()}
+    flows = {d: flow.calc(g0, g, None) for d, g in grays.items()}
+    backward = {d: flow.calc(g, g0, None) for d, g in grays.items()} if cfg.fb_check else None
+    result = mask_from_flows(flows, frame, cfg, backward)
+    first = flows[next(iter(flows))]
+    recall, precision = recall_precision(result.mask, gt)
+    gt_share = float(np.count_nonzero(gt) / np.asarray(gt).size)
     return {
         "iou": iou(result.mask, gt),
-        "naive_iou": iou(naive_from_flow(forward, g0, cfg), gt),
-        "naive_fixed_iou": iou(naive_from_flow(forward, g0, replace(cfg, noise_k=0.0)), gt),
-        "gt_share": float(np.count_nonzero(gt) / np.asarray(gt).size),
-        "kept": reason is None,
-        "reason": reason,
+        "recall": recall,
+        "precision": precision,
+        "naive_iou": iou(naive_from_flow(first, g0, cfg), gt),
+        "translation_iou": iou(translation_from_flow(first, g0, cfg), gt),
+        "gt_share": gt_share,
+        "gt_empty": gt_share == 0.0,
+        "kept": filter_reason(result.stats, cfg) is None,
+        "reason": filter_reason(result.stats, cfg),
         "stats": result.stats,
     }
 
@@ -73,53 +102,66 @@ def score_sequence(
     cfg: MaskConfig,
     flow: cv2.DISOpticalFlow | None = None,
 ) -> dict[str, Any]:
-    """Per-frame rows (frame, partner, iou, naive_iou, gt_share, kept, reason, stats) and the sequence's means.
-
-    ``frames`` are RGB uint8 at the working resolution, ``gt_masks`` the same size (nonzero = moving).
-    """
+    """Per-frame rows (frame, partners, iou, recall, precision, baselines, gt_share, gt_empty, kept, reason,
+    stats) and the sequence's aggregates. ``frames`` are RGB uint8 at the working resolution, ``gt_masks``
+    the same size (nonzero = moving)."""
     if len(frames) != len(gt_masks):
         raise ValueError(f"{len(frames)} frames but {len(gt_masks)} masks")
     dis = flow if flow is not None else make_flow(cfg)
     rows = []
     for t in range(len(frames)):
-        other = partner(t, frames, cfg.gap)
-        if other is not None:
-            rows.append({"frame": t, "partner": other, **score_frame(frames[t], frames[other], gt_masks[t], cfg, dis)})
+        found = partners(t, frames, cfg)
+        if found:
+            others = {d: frames[i] for d, i in found.items()}
+            rows.append(
+                {"frame": t, "partners": list(found.values()), **score_frame(frames[t], others, gt_masks[t], cfg, dis)}
+            )
     return {"frames": rows, **aggregate_rows(rows)}
 
 
-def _mean(values: list[float]) -> float | None:
-    return float(np.mean(values)) if values else None
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def aggregate_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean J of the method and of the baseline over all scored frames and over kept frames (None if none)."""
+    """J of the method and the baselines over all scored frames and over kept frames, the kept frames'
+    recall and precision, and the frames with empty ground truth apart (None where there is no frame)."""
+    empty = [r for r in rows if r.get("gt_empty")]
+    rows = [r for r in rows if not r.get("gt_empty")]
     kept = [r for r in rows if r["kept"]]
-    return {
-        "scored": len(rows),
-        "kept": len(kept),
-        "j_all": _mean([r["iou"] for r in rows]),
-        "j_kept": _mean([r["iou"] for r in kept]),
-        "naive_j_all": _mean([r["naive_iou"] for r in rows]),
-        "naive_j_kept": _mean([r["naive_iou"] for r in kept]),
-        "naive_fixed_j_all": _mean([r["naive_fixed_iou"] for r in rows]),
-        "naive_fixed_j_kept": _mean([r["naive_fixed_iou"] for r in kept]),
-    }
-
-
-def overall(sequences: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Means over sequences (each weighs the same); a sequence without kept frames is left out of the kept means."""
-    out: dict[str, Any] = {"sequences": len(sequences)}
-    for key in SUMMARY_KEYS:
-        out[key] = _mean([s[key] for s in sequences.values() if s[key] is not None])
-    out["scored"] = sum(s["scored"] for s in sequences.values())
-    out["kept"] = sum(s["kept"] for s in sequences.values())
+    out: dict[str, Any] = {"scored": len(rows), "kept": len(kept)}
+    out["kept_share"] = len(kept) / len(rows) if rows else None
+    for m in METHODS:
+        out[f"{m}j_all"] = _mean([r[f"{m}iou"] for r in rows])
+        out[f"{m}j_kept"] = _mean([r[f"{m}iou"] for r in kept])
+    out["recall_kept"] = _mean([r.get("recall") for r in kept])
+    out["precision_kept"] = _mean([r.get("precision") for r in kept])
+    out["empty_gt_frames"] = len(empty)
+    out["empty_gt_fg_share"] = _mean([r["stats"]["fg_share"] for r in empty])
     return out
 
 
-def load_davis_sequence(frames_dir: Path, masks_dir: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def overall(sequences: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Means over the sequences with ground truth (each weighs the same; one without kept frames is left
+    out of the kept means); counts summed; sequences whose ground truth is empty on every frame apart."""
+    scored = {name: s for name, s in sequences.items() if s["scored"]}
+    out: dict[str, Any] = {"sequences": len(scored)}
+    for key in SUMMARY_KEYS:
+        out[key] = _mean([s[key] for s in scored.values()])
+    for key in ("scored", "kept", "empty_gt_frames"):
+        out[key] = sum(s[key] for s in sequences.values())
+    out["kept_share_frames"] = out["kept"] / out["scored"] if out["scored"] else None
+    out["empty_gt_fg_share"] = _mean([s["empty_gt_fg_share"] for s in sequences.values()])
+    out["empty_gt_sequences"] = sorted(name for name, s in sequences.items() if not s["scored"])
+    return out
+
+
+def load_davis_sequence(frames_dir, masks_dir) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A DAVIS-layout sequence: ``frames_dir/<name>.jpg`` (RGB) and ``masks_dir/<name>.png`` (nonzero = object),
     paired by name. Raises FileNotFoundError when a frame has no mask (or none are found)."""
+    from pathlib import Path
+
     paths = sorted(Path(frames_dir).glob("*.jpg"))
     if not paths:
         raise FileNotFoundError(f"no .jpg frames in {frames_dir}")

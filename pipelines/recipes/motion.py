@@ -1,15 +1,18 @@
 """Motion segmentation (Pathak et al., CVPR 2017): frames of real videos with masks of what moves.
 
 A work unit is one segment of one video. Its frames are decoded in order at the working resolution;
-every ``stride``-th frame t is paired with the first frame at or after t + gap, and
-:func:`pipelines.motion.masks.motion_mask` gives the mask of the pixels that move on their own. Each
-considered frame ends as a sample, or as a filtered row with its reason (scene cut, Pathak's
-foreground filter, no partner at the end of the video); a video that cannot be read is rejected.
+every ``stride``-th frame t is masked against its partners t + d for d in the mask's offsets (+-1, +-2
+by default) that exist and lie in t's shot, by :func:`pipelines.motion.masks.motion_mask_at`: the
+pixels that move on their own. Each considered frame ends as a sample, or as a filtered row with its
+reason (scene cut on every side, Pathak's foreground filter, no partner at all); a video that cannot be
+read is rejected. :func:`pipelines.motion.score.partners` pairs frames the same way, so
+``score-motion`` measures what the build stores.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import numpy as np
 
 from mtssl.contract import encode_jpeg, encode_json, encode_png, sample_key
 from pipelines.errors import Reject
-from pipelines.motion.masks import MaskConfig, filter_reason, is_scene_cut, make_flow, motion_mask
+from pipelines.motion.masks import MaskConfig, filter_reason, is_scene_cut, make_flow, motion_mask_at
 from pipelines.recipes.base import RecipeOutput, from_plain
 from pipelines.shardjob import ShardResult, internal_error, label_of
 from pipelines.videos import Frame, VideoSource, iter_frames, probe
@@ -58,12 +61,12 @@ class SegmentContext:
         self.result.reject(self.source, self.shard, reason, detail, frame=frame.index, kind="filtered")
 
 
-def sample_of(frame: Frame, later: Frame, mask, stats: dict[str, Any], ctx: SegmentContext) -> RecipeOutput:
+def sample_of(frame: Frame, partners: list[Frame], mask, stats: dict[str, Any], ctx: SegmentContext) -> RecipeOutput:
     params = {
         "source": ctx.source,
         "frame": frame.index,
         "time": None if frame.time is None else round(frame.time, 4),
-        "partner": later.index,
+        "partners": [p.index for p in partners],
         **stats,
     }
     quality = ctx.cfg.jpeg_quality
@@ -75,17 +78,29 @@ def sample_of(frame: Frame, later: Frame, mask, stats: dict[str, Any], ctx: Segm
     return RecipeOutput(fields=fields, params=params)
 
 
-def emit(frame: Frame, later: Frame, ctx: SegmentContext) -> None:
-    """Mask one considered frame against its partner: a sample, or a filtered row."""
-    if is_scene_cut(frame.rgb, later.rgb):
-        ctx.filtered(frame, "scene cut")
+def partner_frames(frame: Frame, window: dict[int, Frame], cfg: MaskConfig) -> dict[int, Frame]:
+    """Offset -> decoded frame of ``frame``'s partners that exist and lie in its shot."""
+    out = {}
+    for d in cfg.offsets():
+        other = window.get(frame.index + d)
+        if other is not None and not is_scene_cut(frame.rgb, other.rgb):
+            out[d] = other
+    return out
+
+
+def emit(frame: Frame, window: dict[int, Frame], ctx: SegmentContext) -> None:
+    """Mask one considered frame against its partners: a sample, or a filtered row."""
+    found = partner_frames(frame, window, ctx.cfg.mask)
+    if not found:
+        near = [frame.index + d for d in ctx.cfg.mask.offsets() if frame.index + d in window]
+        ctx.filtered(frame, "scene cut" if near else "no partner frame (video too short)")
         return
-    result = motion_mask(frame.rgb, later.rgb, ctx.cfg.mask, ctx.flow)
+    result = motion_mask_at(frame.rgb, {d: f.rgb for d, f in found.items()}, ctx.cfg.mask, ctx.flow)
     reason = filter_reason(result.stats, ctx.cfg.mask)
     if reason is not None:
         ctx.filtered(frame, reason, result.stats)
         return
-    output = sample_of(frame, later, result.mask, result.stats, ctx)
+    output = sample_of(frame, list(found.values()), result.mask, result.stats, ctx)
     row = {
         "shard": ctx.shard,
         "source": ctx.source,
@@ -98,19 +113,30 @@ def emit(frame: Frame, later: Frame, ctx: SegmentContext) -> None:
 
 
 def process_segment(root: Path, video: VideoSource, ctx: SegmentContext) -> None:
+    """Decode the segment's frames and the ``max_gap`` frames on each side of it; mask every considered
+    frame once the frames ``max_gap`` after it are decoded (or the video has ended)."""
     start, stop, cfg = ctx.unit["start"], ctx.unit["stop"], ctx.cfg
-    pending: list[Frame] = []  # considered frames waiting for a partner gap frames later
+    reach = cfg.mask.max_gap
+    recent: deque[Frame] = deque()  # decoded frames within reach of a frame still to be masked
+    pending: deque[Frame] = deque()  # considered frames waiting for their later partners
     decoded = 0
-    for frame in iter_frames(root, video, start, stop + cfg.mask.gap, cfg.size):
+
+    def flush(until: int | None) -> None:
+        window = {f.index: f for f in recent}
+        while pending and (until is None or until >= pending[0].index + reach):
+            emit(pending.popleft(), window, ctx)
+
+    for frame in iter_frames(root, video, max(0, start - reach), stop + reach, cfg.size):
         decoded += 1
-        while pending and frame.index >= pending[0].index + cfg.mask.gap:
-            emit(pending.pop(0), frame, ctx)
-        if frame.index < stop and frame.index % cfg.stride == 0:
+        recent.append(frame)
+        flush(frame.index)
+        if start <= frame.index < stop and frame.index % cfg.stride == 0:
             pending.append(frame)
+        while recent and recent[0].index < (pending[0].index if pending else frame.index + 1) - reach:
+            recent.popleft()
     if decoded == 0 and start == 0:
         raise Reject("no frames", "the video stream holds no decodable frame")
-    for frame in pending:
-        ctx.filtered(frame, "no partner frame (end of video)")
+    flush(None)
 
 
 def process_segments(config: dict[str, Any], root: Path, shard: int, units: list[dict[str, Any]]) -> ShardResult:

@@ -73,14 +73,14 @@ def test_flow_scores_the_same_frames_and_the_head_on_them(motion_run, motion_dav
     videos, masks = motion_davis
     results = evaluate_motion(motion_run(), videos, masks, size=48, flow=True, predict=oracle, console=quiet())
     slide = results["sequences"]["slide"]
-    # gap 3 on 4 frames: frame 0 pairs with 3 and 3 with 0; frames 1 and 2 have no partner
-    assert [row["frame"] for row in slide["flow_per_frame"]] == [0, 3]
-    assert slide["frames"] == 4 and slide["flow_frames"] == 2
+    # gaps 1 and 2 both ways on 4 frames: every frame has a partner
+    assert [row["frame"] for row in slide["flow_per_frame"]] == [0, 1, 2, 3]
+    assert slide["flow_per_frame"][0]["partners"] == [1, 2] and slide["flow_per_frame"][3]["partners"] == [2, 1]
+    assert slide["frames"] == 4 and slide["flow_frames"] == 4
     assert slide["head_j_flow_frames"] == 1.0 and slide["flow_j"] is not None
-    assert results["sequences"]["drop"]["flow_frames"] == 0  # 3 frames: nothing to pair at gap 3
-    assert results["sequences"]["drop"]["flow_j"] is None
-    assert results["overall"]["flow_frames"] == 2
-    assert results["overall"]["flow_j"] == slide["flow_j"]  # a sequence without flow frames is left out
+    drop = results["sequences"]["drop"]
+    assert drop["flow_frames"] == 3 and results["overall"]["flow_frames"] == 7
+    assert results["overall"]["flow_frames"] == sum(s["flow_frames"] for s in results["sequences"].values())
 
 
 def test_missing_folders_raise(motion_run, motion_davis, tmp_path):

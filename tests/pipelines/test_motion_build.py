@@ -107,10 +107,23 @@ def test_every_considered_frame_is_a_sample_or_filtered_with_a_reason(built):
         )
         assert frames == list(range(0, count, CFG.stride)), source
     still = {r["reason"] for r in filtered if r["source"] == "still.mp4"}
-    assert still <= {"foreground below 10%", "no partner frame (end of video)"}
-    assert any(r["reason"] == "scene cut" and r["frame"] == 10 for r in filtered if r["source"] == "cut.mp4")
-    ends = [r["frame"] for r in filtered if r["source"] == "square.mkv" and r["reason"].startswith("no partner")]
-    assert ends == [22]  # the last considered frame has no frame gap=2 later
+    assert still == {"foreground below 3%"}
+    # the last considered frame has no later frame, the first no earlier one: each is paired on one side
+    assert not [r for r in filtered if r["reason"].startswith("no partner")]
+    assert not [r for r in filtered if r["source"] == "cut.mp4" and r["reason"] == "scene cut"]
+
+
+def test_partners_stop_at_a_scene_cut():
+    from pipelines.recipes.motion import partner_frames
+    from pipelines.videos import Frame
+
+    from .videokit import moving_square_frames as shot
+
+    frames = shot(4) + [(f * 0.3).astype(np.uint8) for f in shot(4, seed=5)]  # a cut between 3 and 4
+    window = {i: Frame(i, None, rgb) for i, rgb in enumerate(frames)}
+    cfg = CFG.mask
+    assert {d: f.index for d, f in partner_frames(window[2], window, cfg).items()} == {1: 3, -1: 1, -2: 0}
+    assert {d: f.index for d, f in partner_frames(window[4], window, cfg).items()} == {1: 5, 2: 6}
 
 
 def test_masks_of_the_moving_square_match_ground_truth(built):
@@ -151,3 +164,16 @@ def test_two_ray_workers_build_the_sample_videos(ray_session, tmp_path):
     ).manifest
     assert manifest["totals"]["samples"] > 5 and manifest["totals"]["rejected"] == 0
     assert manifest["shardlist"] == local["shardlist"]  # same bytes (md5) whichever worker built them
+
+
+def test_preview_draws_frames_of_different_videos(built, tmp_path):
+    from pipelines.preview import spread_keys, write_contact_sheet
+
+    index = {r["key"]: r["source"] for r in pq.read_table(built / "index.parquet").to_pylist()}
+    sources = set(index.values())
+    picks = spread_keys(built, len(sources))
+    assert {index[k] for k in picks} == sources  # one frame of every video before a second of any
+    more = spread_keys(built, len(sources) + 2)
+    assert len(more) == len(sources) + 2 and set(picks) <= set(more)
+    sheet = cv2.imread(str(write_contact_sheet(built, tmp_path / "sheet.png", count=len(sources))))
+    assert sheet is not None and sheet.shape[0] > len(sources) * 90
