@@ -113,6 +113,9 @@ def _report(task: str, out: Path, run: Callable[[], Any]) -> None:
     for kind in ("rejects", "filtered"):
         if report.manifest[kind]:
             console.print(f"{kind} by reason: {report.manifest[kind]} (see {out}/rejects.parquet)")
+    if totals["samples"] == 0:  # nothing to train on is a failed build, whatever the reasons
+        console.print("[red]error:[/red] the build wrote no sample; every input was rejected or filtered (above)")
+        raise typer.Exit(1)
 
 
 @build_app.command("relpos")

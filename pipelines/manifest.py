@@ -39,11 +39,15 @@ def package_versions() -> dict[str, str]:
 
 
 def read_stats(out: Path, task: str, index: int) -> dict[str, Any] | None:
-    """The stats of a finished shard, or None when the shard is not done (or its tar went missing)."""
-    path = out / PARTS_DIR / stats_name(task, index)
-    if not path.exists() or not (out / shard_name(task, index)).exists():
+    """The stats of a finished shard, or None when the shard is not done: no stats, no tar, or a tar whose
+    size is not the one its stats recorded (truncated, or replaced), which the rerun then rebuilds."""
+    path, tar = out / PARTS_DIR / stats_name(task, index), out / shard_name(task, index)
+    if not path.exists() or not tar.exists():
         return None
-    return json.loads(path.read_text())
+    stats = json.loads(path.read_text())
+    if tar.stat().st_size != stats.get("filesize"):
+        return None
+    return stats
 
 
 def concat_parts(out: Path, names: list[str], suffix: str, schema: pa.Schema, target: Path) -> pa.Table:

@@ -19,7 +19,10 @@ METRICS = {"relpos": "relpos_acc", "color": "color_acc", "exemplar": "exemplar_a
 
 def write_plots(run: Path) -> list[Path]:
     """Draw both pictures into the run folder; returns the files written (none before the first log)."""
-    records = [r for r in read_log(Path(run) / LOG_FILE) if "loss" in r]
+    log = Path(run) / LOG_FILE
+    if not log.is_file():  # a checkpoint before the first log record (--save-every below --log-every)
+        return []
+    records = [r for r in read_log(log) if "loss" in r]
     if not records:
         return []
     import matplotlib

@@ -127,8 +127,31 @@ def test_the_lean_tar_reader_reads_what_tarfile_reads(shard_root, tmp_path):
     got = list(tar_members(str(shard), {"l.jpg", "json"}))
     assert got == expected and got[-1][0] == long_key and len(got) == 2 * 4 + 2
     (tmp_path / "junk.tar").write_bytes(b"x" * 2048)
-    with pytest.raises(ValueError, match="not a POSIX tar"):
+    with pytest.raises(ValueError, match="damaged tar header"):
         list(tar_members(str(tmp_path / "junk.tar"), {"json"}))
+
+
+def _damage_second_header(shard: Path, out: Path, byte: int, value: int) -> Path:
+    """A copy of ``shard`` with one byte of its second member's header replaced."""
+    with tarfile.open(shard) as tar:
+        second = tar.getmembers()[1].offset
+    data = bytearray(shard.read_bytes())
+    data[second + byte] = value
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("byte,value", [(3, 0xFF), (3, ord("z")), (130, ord("7"))])  # non-UTF-8 name, name, size
+def test_a_damaged_tar_header_is_an_error_naming_the_shard_not_a_crash(shard_root, tmp_path, byte, value):
+    from mtssl.data.stream import _local_tar_samples, tar_members
+
+    shard = next((shard_root / "color").glob("*.tar"))
+    bad = _damage_second_header(shard, tmp_path / "bad.tar", byte, value)
+    with pytest.raises(ValueError, match=r"bad\.tar: damaged tar header at byte"):
+        list(tar_members(str(bad), {"l.jpg", "json"}))
+    with pytest.warns(UserWarning, match="skipping the rest of a shard"):
+        samples = list(_local_tar_samples(iter([{"url": str(bad)}, {"url": str(shard)}]), ["json"]))
+    assert [s["__url__"] for s in samples] == [str(shard)] * 4  # the damaged shard gives nothing, the next all
 
 
 def test_a_stream_whose_samples_all_lack_a_field_stops_with_an_error(specs):

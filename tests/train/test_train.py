@@ -127,3 +127,10 @@ def test_the_cli_resumes_with_the_saved_options_and_refuses_changed_ones(tiny_co
     resumed = runner.invoke(app, ["--out", cfg.out, "--resume", "--steps", "3", "--no-progress"])
     assert resumed.exit_code == 0, resumed.output
     assert [r["step"] for r in step_records(cfg.out)] == [1, 2, 3]  # depth 18 etc. came from the checkpoint
+
+
+def test_a_checkpoint_before_the_first_log_record_does_not_crash(tiny_config):
+    cfg = tiny_config(steps=4, save_every=1, log_every=3)  # the first checkpoint comes before any log line
+    train(cfg)
+    run = Path(cfg.out)
+    assert [step for step, _ in checkpoints(run)][-1] == 4 and (run / TRUNK_FILE).is_file()

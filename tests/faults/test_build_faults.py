@@ -1,0 +1,42 @@
+"""Fault injection on builds: what a rerun over damaged output does, and what an empty build reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mtssl.contract import MANIFEST_FILE
+from pipelines.build import build_images
+from pipelines.recipes import RECIPES
+
+
+def build(images: Path, out: Path, **options):
+    config = RECIPES["color"].config_type()
+    return build_images("color", images, out, config, workers=0, samples_per_shard=8, show_progress=False, **options)
+
+
+def test_a_rerun_rebuilds_a_truncated_shard_instead_of_reporting_it_done(sample_images, tmp_path):
+    out = tmp_path / "color"
+    build(sample_images, out)
+    shard = sorted(out.glob("*.tar"))[2]
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[: len(whole) // 2])
+    report = build(sample_images, out)
+    assert report.built == 1 and shard.read_bytes() == whole
+    entry = next(e for e in json.loads((out / MANIFEST_FILE).read_text())["shardlist"] if e["url"] == shard.name)
+    assert entry["filesize"] == len(whole)
+
+
+def test_a_build_that_writes_no_sample_fails_with_the_reject_summary(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    images = tmp_path / "images" / "class"
+    images.mkdir(parents=True)
+    (images / "empty.jpg").write_bytes(b"")
+    (images / "junk.jpg").write_bytes(b"not a jpeg at all")
+    args = ["build", "color", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "o"), "--workers", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0, result.output
+    assert "no sample" in result.output and "empty file" in result.output and "2 inputs rejected" in result.output
