@@ -13,7 +13,7 @@ from pipelines.plan import BuildPlan, chunk_bounds, order_sources, pack_bounds, 
 from pipelines.progress import make_progress
 from pipelines.recipes.motion import MotionConfig
 from pipelines.runner import RunReport, run_plan
-from pipelines.sources import inputs_hash, list_image_tree
+from pipelines.sources import file_stats, inputs_hash, list_image_tree
 from pipelines.videos import OPEN_END, VideoSource, list_video_tree, probe, segments
 
 
@@ -29,6 +29,7 @@ def plan_image_build(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> BuildPlan:
     sources = order_sources([s.relpath for s in list_image_tree(images)], seed, limit)
+    stats = file_stats(images, sources)
     config = resolve_config(
         task,
         recipe_config,
@@ -46,7 +47,8 @@ def plan_image_build(
         units=sources,
         bounds=chunk_bounds(len(sources), samples_per_shard),
         inputs=len(sources),
-        inputs_hash=inputs_hash(sources),
+        inputs_hash=inputs_hash(sources, stats),
+        input_stats=stats,
     )
 
 

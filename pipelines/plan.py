@@ -37,6 +37,7 @@ class BuildPlan:
     inputs: int = 0  # source files and folders the units come from (each image is one unit)
     inputs_hash: str = ""
     unit_name: str = "img"
+    input_stats: list[tuple[int, int]] | None = field(default=None, repr=False)  # (size, mtime_ns) per unit
 
     @property
     def config_hash(self) -> str:
@@ -121,12 +122,50 @@ def prepare_out_dir(plan: BuildPlan, overwrite: bool) -> None:
     record = plan.record()
     if plan_path.exists():
         previous = json.loads(plan_path.read_text())
-        for key, what in (("config_hash", "configuration"), ("inputs_hash", "input list"), ("task", "task")):
+        for key, what in (("config_hash", "configuration"), ("task", "task")):
             if previous.get(key) != record[key]:
                 raise PlanMismatch(
                     f"{out} holds a {previous.get('task')} build with another {what} "
                     f"({previous.get(key)} != {record[key]}); use another --out, or --overwrite to replace it"
                 )
+        if previous.get("inputs_hash") != record["inputs_hash"]:
+            raise PlanMismatch(
+                f"the inputs changed since the build in {out} started ({input_changes(out, plan)}); its shards "
+                "no longer match them: --overwrite rebuilds from the inputs as they are now, or restore them"
+            )
     elif any(out.glob("*.tar")):
         raise PlanMismatch(f"{out} already holds shards without a plan; use another --out or --overwrite")
     write_json_atomic(plan_path, record)
+    if plan.input_stats is not None:
+        write_input_list(out, plan)
+
+
+INPUTS_FILE = "inputs.parquet"  # in PARTS_DIR: each input's path, size and mtime when the build started
+
+
+def write_input_list(out: Path, plan: BuildPlan) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sizes, mtimes = zip(*plan.input_stats, strict=True) if plan.input_stats else ((), ())
+    names = [str(u).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for u in plan.units]
+    table = pa.table({"source": names, "size": list(sizes), "mtime_ns": list(mtimes)})
+    target = out / PARTS_DIR / INPUTS_FILE
+    tmp = target.with_name(target.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(target)
+
+
+def input_changes(out: Path, plan: BuildPlan) -> str:
+    """What differs between the input list recorded when the build in ``out`` started and ``plan``'s."""
+    import pyarrow.parquet as pq
+
+    from pipelines.sources import describe_changes
+
+    recorded = out / PARTS_DIR / INPUTS_FILE
+    if plan.input_stats is None or not recorded.is_file():
+        return "the list of inputs differs"
+    rows = pq.read_table(recorded).to_pylist()
+    before = {r["source"]: (r["size"], r["mtime_ns"]) for r in rows}
+    now = dict(zip(map(str, plan.units), plan.input_stats, strict=True))
+    return describe_changes(before, now)

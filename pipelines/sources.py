@@ -50,9 +50,44 @@ def list_image_tree(root: Path) -> list[Source]:
     return [Source(path) for path in walk_files(root)]
 
 
-def inputs_hash(relpaths: list[str]) -> str:
-    """Fingerprint of the input list, so a resumed build can tell that its inputs changed."""
+def inputs_hash(relpaths: list[str], stats: list[tuple[int, int]] | None = None) -> str:
+    """Fingerprint of the input list (and, given, each file's size and modification time), so a resumed
+    build can tell that its inputs changed."""
     digest = hashlib.sha256()
-    for relpath in relpaths:
-        digest.update(relpath.encode("utf-8") + b"\0")
+    for k, relpath in enumerate(relpaths):
+        digest.update(relpath.encode("utf-8", "surrogateescape") + b"\0")
+        if stats is not None:
+            digest.update(b"%d:%d\0" % stats[k])
     return digest.hexdigest()[:16]
+
+
+def file_stats(root: Path, relpaths: list[str]) -> list[tuple[int, int]]:
+    """(size, modification time in ns) of each file; (-1, -1) for one that vanished since the listing."""
+    out = []
+    for relpath in relpaths:
+        try:
+            st = os.stat(Path(root) / relpath)
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((-1, -1))
+    return out
+
+
+def describe_changes(before: dict[str, tuple[int, int]], now: dict[str, tuple[int, int]], shown: int = 3) -> str:
+    """A short account of what differs between two {relpath: (size, mtime_ns)} listings."""
+
+    def names(paths: list[str]) -> str:
+        return ", ".join(paths[:shown]) + (", ..." if len(paths) > shown else "")
+
+    changed = sorted(p for p in before.keys() & now.keys() if before[p] != now[p])
+    added, removed = sorted(now.keys() - before.keys()), sorted(before.keys() - now.keys())
+    parts = []
+    if changed:
+        first = changed[0]
+        detail = f" ({first}: size {before[first][0]} -> {now[first][0]})" if before[first][0] != now[first][0] else ""
+        parts.append(f"{len(changed)} changed: {names(changed)}{detail}")
+    if added:
+        parts.append(f"{len(added)} added: {names(added)}")
+    if removed:
+        parts.append(f"{len(removed)} gone: {names(removed)}")
+    return "; ".join(parts) or "the same files in another order"

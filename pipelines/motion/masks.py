@@ -26,7 +26,7 @@ pixel-valued defaults assume it. Defaults marked "tuned" were first tuned on the
 (``benchmarks/bench_motion_masks.py``); those marked "DAVIS" were measured on the ten real DAVIS-2016
 train sequences of ``../shared/data/davis-train`` (``mtssl-data score-motion``; J over all frames, mean
 over sequences; docs/benchmarks.md has the ablation). :data:`QUALITY` names the default and a fast
-setting (one forward pair, no GrabCut: about 4x the speed, half the J on real video).
+setting (one forward pair, no GrabCut: about 4x the speed, less than half the J on real video).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ PRESETS = {
 class MaskConfig:
     """Every knob of the mask and of Pathak's frame filter (pixel values assume a 256-px shorter side)."""
 
-    preset: str = "medium"  # ours, DAVIS: DIS preset; "fast" gives J 0.49 instead of 0.60
-    gaps: tuple[int, ...] = (1, 2)  # ours, DAVIS: partner offsets (frames at 25-30 fps); (1,) 0.54, (1, 3) 0.57
-    bidirectional: bool = True  # ours, DAVIS: partners before t too; forward-only (3,) as before: J 0.26
-    combine: str = "min"  # ours, DAVIS: "min" over pairs 0.60; "directional" (min over directions of the
+    preset: str = "medium"  # ours, DAVIS: DIS preset; "fast": J 0.49 instead of 0.57, 2.2x the speed
+    gaps: tuple[int, ...] = (1, 2)  # ours, DAVIS: partner offsets (frames at 25-30 fps); (1,) 0.52, (1, 3) 0.54
+    bidirectional: bool = True  # ours, DAVIS: partners before t too; forward only 0.45 (forward (3,): 0.26)
+    combine: str = "min"  # ours, DAVIS: "min" over pairs 0.57; "directional" (min over directions of the
     #   max over gaps: keeps an object that pauses for one gap) 0.44
     grid_step: int = 8  # ours: spacing (px) of the flow samples the camera is fitted to (6: same IoU, slower)
     ransac_threshold: float = 1.0  # ours: RANSAC reprojection threshold (px)
@@ -61,8 +61,8 @@ class MaskConfig:
     min_texture: float = 28.0  # ours, tuned: mean |Sobel| (7x7 box) from which a pixel's flow is evidence
     ring_width: float = 0.15  # ours, tuned: border ring (share of each side) that votes for the camera
     noise_k: float = 4.0  # ours, tuned: threshold = max(min_speed * gap, noise_k * background residual level)
-    min_speed: float = 0.7  # ours, DAVIS: floor of the threshold, px of residual flow per frame of the gap;
-    #   J 0.58 (synthetic 0.88); 0.6: 0.57 (0.89); 0.8: 0.58 (0.85); 1.0: 0.59 (0.76); slow objects need it low
+    min_speed: float = 0.6  # ours, DAVIS: floor of the threshold, px of residual flow per frame of the gap;
+    #   J 0.57 (synthetic seeds 100-101: 0.83); 0.4: 0.55 (0.88); 0.8: 0.58 (0.76): slow objects need it low
     open_px: int = 5  # ours, tuned: opening kernel of the seeds (removes specks)
     half_max: float = 0.3  # ours, tuned: cut each region at this share of its residual level
     half_max_pct: float = 75.0  # ours: percentile of a region's residual (textured pixels) taken as its level
@@ -74,17 +74,17 @@ class MaskConfig:
     seg_scale: int = 2  # ours: segment at 1/seg_scale resolution (4x cheaper; DIS "medium" flow is half-res)
     guide_radius: int = 8  # ours, tuned: guided-filter radius (px) that snaps edges to the image; 0 = off
     guide_eps: float = 0.01  # ours, tuned: guided-filter regulariser (gray in [0, 1])
-    fb_check: bool = False  # ours: drop pixels failing forward-backward consistency (+0.02 IoU, 2x flow time)
+    fb_check: bool = False  # ours, DAVIS: drop pixels failing forward-backward consistency: J 0.34, 2x flows
     fb_threshold: float = 1.0  # ours: forward-backward error (px) above which a pixel is unreliable
-    grabcut: bool = True  # ours, DAVIS: refine with GrabCut on the frame's colours: J 0.56 -> 0.60
-    grabcut_scale: int = 3  # ours, DAVIS: GrabCut at 1/3 resolution (0.62; 1/2: 0.60 and 2x slower)
+    grabcut: bool = True  # ours, DAVIS: refine with GrabCut on the frame's colours: J 0.53 -> 0.57
+    grabcut_scale: int = 3  # ours, DAVIS: GrabCut at 1/3 resolution; 1/2: the same J, slower
     grabcut_iters: int = 1  # ours, DAVIS: GrabCut iterations (2 and 4: the same J, slower)
     grabcut_core_px: int = 15  # ours, DAVIS: erosion (px) of the mask fixed as foreground; none: J 0.33
     grabcut_band_px: int = 15  # ours, DAVIS: band (px) around the mask GrabCut may claim; 30: -0.01
     grabcut_agree: float = 0.7  # ours: keep the motion mask where GrabCut's agrees less (IoU): colours that
     #   do not tell object from background (random textures) otherwise cost 0.3 IoU
     min_fg: float = 0.03  # ours, DAVIS: drop frames with less foreground than this share (Pathak: 0.10,
-    #   which keeps 18% of DAVIS frames: its objects cover 2-12% of the frame; 0.03 keeps most, see benchmarks)
+    #   which keeps 24% of DAVIS frames, whose objects cover 2-12% of the frame; 0.03 keeps 77%)
     max_fg: float = 0.80  # Pathak: drop frames with more foreground than this share
     border_width: float = 0.05  # Pathak: border band, as a share of each side's length
     max_border_fg: float = 0.10  # Pathak: drop frames whose border band is more foreground than this
@@ -665,6 +665,18 @@ def naive_mask(
     dis = flow if flow is not None else make_flow(cfg)
     g0 = to_gray(frame)
     return naive_from_flow(dis.calc(g0, to_gray(later), None), g0, cfg)
+
+
+ONE_SIDE = "partners on one side only"
+
+
+def pairing_reason(offsets: list[int], cfg: MaskConfig) -> str | None:
+    """None when a frame's partner offsets let the method work as designed, else why not: with
+    ``bidirectional``, a frame at a video's start or end (or next to a cut) has partners on one side
+    only, and its mask keeps the occlusion smear the other side would have removed."""
+    if cfg.bidirectional and not (any(d > 0 for d in offsets) and any(d < 0 for d in offsets)):
+        return ONE_SIDE
+    return None
 
 
 def filter_reason(stats: dict[str, Any], cfg: MaskConfig) -> str | None:

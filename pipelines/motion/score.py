@@ -5,8 +5,9 @@ Which frames are scored: every frame t with at least one partner t + d (d in ``c
 exists and lies in the same shot (:func:`~pipelines.motion.masks.is_scene_cut`); a frame with none (a
 shot shorter than the smallest gap + 1 frames) is not scored. The build pairs its frames the same way.
 
-"All" means every scored frame; "kept" the scored frames that Pathak's frame filter keeps, judged on
-the method's own mask (the baselines are scored on the same frames): what the pretext task trains on.
+"All" means every scored frame; "kept" the scored frames that the build keeps: those with partners on
+both sides (:func:`~pipelines.motion.masks.pairing_reason`) that Pathak's frame filter keeps, judged
+on the method's own mask (the baselines are scored on the same frames): what the pretext task trains on.
 A frame whose ground truth is empty has nothing to find: it is counted apart (with the share of it the
 method marks), never averaged into J, where it would score 1 for an empty mask. A sequence's J is the
 mean over its frames; the overall J is the mean over sequences, as DAVIS reports it (Perazzi et al.,
@@ -32,6 +33,7 @@ from pipelines.motion.masks import (
     make_flow,
     mask_from_flows,
     naive_from_flow,
+    pairing_reason,
     translation_from_flow,
 )
 from pipelines.motion.masks import to_gray as _gray
@@ -82,6 +84,7 @@ def score_frame(
     first = flows[next(iter(flows))]
     recall, precision = recall_precision(result.mask, gt)
     gt_share = float(np.count_nonzero(gt) / np.asarray(gt).size)
+    reason = pairing_reason(list(others), cfg) or filter_reason(result.stats, cfg)
     return {
         "iou": iou(result.mask, gt),
         "recall": recall,
@@ -90,8 +93,8 @@ def score_frame(
         "translation_iou": iou(translation_from_flow(first, g0, cfg), gt),
         "gt_share": gt_share,
         "gt_empty": gt_share == 0.0,
-        "kept": filter_reason(result.stats, cfg) is None,
-        "reason": filter_reason(result.stats, cfg),
+        "kept": reason is None,
+        "reason": reason,
         "stats": result.stats,
     }
 

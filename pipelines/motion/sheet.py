@@ -50,4 +50,5 @@ def write_sheet(pictures: dict[str, list], path: Path) -> None:
     ok, png = cv2.imencode(".png", sheet_image(pictures)[..., ::-1])
     if not ok:
         raise RuntimeError("PNG encoding failed")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(Path(path), png.tobytes())

@@ -21,7 +21,14 @@ import numpy as np
 
 from mtssl.contract import encode_jpeg, encode_json, encode_png, sample_key
 from pipelines.errors import Reject
-from pipelines.motion.masks import MaskConfig, filter_reason, is_scene_cut, make_flow, motion_mask_at
+from pipelines.motion.masks import (
+    MaskConfig,
+    filter_reason,
+    is_scene_cut,
+    make_flow,
+    motion_mask_at,
+    pairing_reason,
+)
 from pipelines.recipes.base import RecipeOutput, from_plain
 from pipelines.shardjob import ShardResult, internal_error, label_of
 from pipelines.videos import Frame, VideoSource, iter_frames, probe
@@ -94,6 +101,10 @@ def emit(frame: Frame, window: dict[int, Frame], ctx: SegmentContext) -> None:
     if not found:
         near = [frame.index + d for d in ctx.cfg.mask.offsets() if frame.index + d in window]
         ctx.filtered(frame, "scene cut" if near else "no partner frame (video too short)")
+        return
+    one_side = pairing_reason(list(found), ctx.cfg.mask)
+    if one_side is not None:  # the first and last frames of a video, the frames beside a cut
+        ctx.filtered(frame, one_side)
         return
     result = motion_mask_at(frame.rgb, {d: f.rgb for d, f in found.items()}, ctx.cfg.mask, ctx.flow)
     reason = filter_reason(result.stats, ctx.cfg.mask)

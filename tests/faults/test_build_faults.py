@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mtssl.contract import MANIFEST_FILE
 from pipelines.build import build_images
 from pipelines.recipes import RECIPES
@@ -40,3 +42,22 @@ def test_a_build_that_writes_no_sample_fails_with_the_reject_summary(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0, result.output
     assert "no sample" in result.output and "empty file" in result.output and "2 inputs rejected" in result.output
+
+
+def test_an_edited_input_refuses_the_rerun_and_says_what_changed(sample_images, tmp_path):
+    import shutil
+
+    from pipelines.plan import PlanMismatch
+
+    images = tmp_path / "images"
+    shutil.copytree(sample_images, images)
+    out = tmp_path / "color"
+    build(images, out)
+    files = sorted(p for p in images.rglob("*.jpg"))
+    files[0].write_bytes(files[1].read_bytes() + b"\0")  # replaced by another photo
+    files[2].write_bytes(b"")  # emptied
+    with pytest.raises(PlanMismatch, match=r"inputs changed .*2 changed: .*--overwrite") as info:
+        build(images, out)
+    assert files[0].relative_to(images).as_posix() in str(info.value)
+    manifest = build(images, out, overwrite=True).manifest
+    assert manifest["rejects"] == {"empty file": 1}
