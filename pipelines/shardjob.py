@@ -28,6 +28,7 @@ from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
 from pipelines.recipes import RECIPES
 from pipelines.recipes.base import RecipeOutput, from_plain
+from pipelines.sources import display_name, name_problem
 
 TAR_MTIME = 946684800  # 2000-01-01: a fixed member time keeps the bytes reproducible
 INDEX_SCHEMA = pa.schema(
@@ -77,8 +78,9 @@ class ShardResult:
 
 
 def unit_source(unit: Any) -> str:
-    """The input a work unit comes from: an image path, or a video segment's video."""
-    return unit if isinstance(unit, str) else unit["source"]
+    """The input a work unit comes from: an image path, or a video segment's video (as written to the
+    index and the rejects: non-UTF-8 bytes escaped)."""
+    return display_name(unit if isinstance(unit, str) else unit["source"])
 
 
 def label_of(source: str) -> str:
@@ -124,6 +126,10 @@ def process_images(task: str, config: dict[str, Any], root: Path, index: int, so
     """Run the recipe on every image; each ends as a sample or a reject row, never an exception."""
     result = ShardResult()
     for source in sources:
+        problem = name_problem(source)
+        if problem is not None:
+            result.reject(display_name(source), index, *problem)
+            continue
         try:
             output, image = make_one(task, config, root, source)
         except Reject as exc:

@@ -27,7 +27,9 @@ class Source:
 
 
 def walk_files(root: Path) -> list[str]:
-    """Relative posix paths of all non-hidden files under ``root``, sorted; safe against symlink loops."""
+    """Relative posix paths of all files under ``root`` outside hidden folders, sorted; safe against
+    symlink loops. Hidden files and names that are not UTF-8 are listed: the build rejects them with
+    their reason (:func:`name_problem`), so they are counted, not lost."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"folder not found: {root}")
@@ -41,12 +43,27 @@ def walk_files(root: Path) -> list[str]:
         visited.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = Path(dirpath).relative_to(root)
-        found.extend((rel / name).as_posix() for name in filenames if not name.startswith("."))
+        found.extend((rel / name).as_posix() for name in filenames)
     return sorted(found)
 
 
+def display_name(relpath: str) -> str:
+    """``relpath`` as it can be written to JSON and Parquet: bytes that are not UTF-8 (which Python keeps
+    as surrogate escapes) shown as ``\\xNN``."""
+    return relpath.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def name_problem(relpath: str) -> tuple[str, str] | None:
+    """(reason, detail) when an input is rejected for its name alone, else None."""
+    if display_name(relpath) != relpath:
+        return "file name not UTF-8", "rename it to valid UTF-8 (its other bytes are shown as \\xNN)"
+    if relpath.rsplit("/", 1)[-1].startswith("."):
+        return "hidden file", "its name starts with a dot; rename it to build it"
+    return None
+
+
 def list_image_tree(root: Path) -> list[Source]:
-    """All non-hidden files under ``root``, sorted by relative path: each one is an input."""
+    """All files under ``root`` outside hidden folders, sorted by relative path: each one is an input."""
     return [Source(path) for path in walk_files(root)]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
 from pipelines.resize import resize_short_side
-from pipelines.sources import walk_files
+from pipelines.sources import name_problem, walk_files
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
 FRAME_EXTENSIONS = {".jpg", ".jpeg", ".png"}
@@ -64,7 +64,9 @@ def list_video_tree(root: Path) -> list[VideoSource]:
     sources: list[VideoSource] = []
     for relpath in walk_files(root):
         suffix = PurePosixPath(relpath).suffix.lower()
-        if suffix in VIDEO_EXTENSIONS:
+        if name_problem(relpath) is not None:  # rejected by probe with its reason, never part of a video
+            sources.append(VideoSource(relpath, "other"))
+        elif suffix in VIDEO_EXTENSIONS:
             sources.append(VideoSource(relpath, "file"))
         elif suffix in FRAME_EXTENSIONS and _DIGITS.search(PurePosixPath(relpath).stem):
             by_folder.setdefault(str(PurePosixPath(relpath).parent), []).append(relpath)
@@ -80,6 +82,9 @@ def list_video_tree(root: Path) -> list[VideoSource]:
 
 def probe(root: Path, source: VideoSource) -> VideoInfo:
     """What the container says about a video (cheap: no frame is decoded); Reject when unusable."""
+    problem = name_problem(source.relpath)
+    if problem is not None:
+        raise Reject(*problem)
     if source.kind == "other":
         raise Reject("not a video", PurePosixPath(source.relpath).suffix or "no extension")
     if source.kind == "frames":

@@ -31,6 +31,7 @@ from pipelines.motion.masks import (
 )
 from pipelines.recipes.base import RecipeOutput, from_plain
 from pipelines.shardjob import ShardResult, internal_error, label_of
+from pipelines.sources import display_name
 from pipelines.videos import Frame, VideoSource, iter_frames, probe
 
 
@@ -162,9 +163,12 @@ def process_segments(config: dict[str, Any], root: Path, shard: int, units: list
                 raise Reject("too small", f"{info.width}x{info.height}, shorter side below {cfg.min_source_side}")
             process_segment(root, video, SegmentContext(cfg, unit, shard, result, flow, info))
         except Reject as exc:
-            result.reject(video.relpath, shard, exc.reason, exc.detail, frame=unit["start"] if unit["start"] else -1)
+            source = display_name(video.relpath)
+            result.reject(source, shard, exc.reason, exc.detail, frame=unit["start"] if unit["start"] else -1)
         except Exception as exc:  # a bug must not stop the build: record it with its trace
-            result.reject(video.relpath, shard, "internal error", internal_error(exc), frame=unit["start"])
+            result.reject(
+                display_name(video.relpath), shard, "internal error", internal_error(exc), frame=unit["start"]
+            )
     shuffle_samples(result, np.random.default_rng([config["seed"], shard]))
     return result
 

@@ -31,7 +31,11 @@ EXPECTED = {
     "bad/bomb.png": "too large",
     "bad/self_loop.jpg": "unreadable",
     "bad/dangling.jpg": "unreadable",
+    ".hidden": "hidden file",
+    "bad/.photo.jpg": "hidden file",  # a good image, but hidden: counted, not silently skipped
+    "bad/caf\\xe9.jpg": "file name not UTF-8",  # b"caf\xe9.jpg" (Latin-1), as the rejects show it
 }
+NAME_REASONS = {"hidden file", "file name not UTF-8"}  # decided by the name, before any read
 
 
 def _photo(height: int = 300, width: int = 400) -> np.ndarray:
@@ -81,6 +85,9 @@ def write_corpus(root: Path) -> Path:
     os.symlink("does_not_exist.jpg", root / "bad/dangling.jpg")
     os.symlink("..", root / "bad/dir_loop")  # a directory loop: listing must end and not duplicate
     (root / ".hidden").write_text("not an input")
+    (root / "bad/.photo.jpg").write_bytes(jpeg)
+    with open(os.path.join(os.fsencode(root / "bad"), b"caf\xe9.jpg"), "wb") as fh:
+        fh.write(jpeg)
     return root
 
 

@@ -9,17 +9,20 @@ from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
 from pipelines.recipes.color import ColorConfig
 from pipelines.recipes.relpos import RelposConfig
-from pipelines.sources import list_image_tree
+from pipelines.sources import display_name, list_image_tree, name_problem
 
-from .conftest import EXPECTED
+from .conftest import EXPECTED, NAME_REASONS
 
 
-def test_listing_ends_despite_loops_and_skips_hidden_files(bad_corpus):
+def test_listing_ends_despite_loops_and_lists_hidden_and_badly_named_files(bad_corpus):
     listed = [s.relpath for s in list_image_tree(bad_corpus)]
-    assert sorted(listed) == sorted(EXPECTED)
+    assert sorted(map(display_name, listed)) == sorted(EXPECTED)
+    assert {display_name(p): name_problem(p)[0] for p in listed if name_problem(p)} == {
+        name: reason for name, reason in EXPECTED.items() if reason in NAME_REASONS
+    }
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(n for n, r in EXPECTED.items() if r not in NAME_REASONS))
 def test_each_input_loads_or_gets_its_reason(bad_corpus, name):
     expected = EXPECTED[name]
     if expected is None:
