@@ -95,6 +95,22 @@ def _run_build(
     )
 
 
+def os_error_line(exc: OSError, out: Path) -> str:
+    """One line for a failed write: what, where, what to do (the shards already done stay done)."""
+    cause = exc
+    while True:  # Ray wraps a worker's error: RayTaskError(OSError) keeps the original as .cause
+        inner = getattr(cause, "cause", None) or cause.__cause__
+        if not isinstance(inner, OSError) or inner is cause:
+            break
+        cause = inner
+    what = cause.strerror or str(cause).splitlines()[0][:200]
+    where = cause.filename or out
+    return (
+        f"{what}: {where}. Free space or fix permissions there (or choose another --out), then rerun the "
+        "same command: finished shards are kept, half-written ones are not counted"
+    )
+
+
 def _report(task: str, out: Path, run: Callable[[], Any]) -> None:
     """Run a build; print its summary, or a clear error and exit 2."""
     from pipelines.plan import PlanMismatch
@@ -104,6 +120,9 @@ def _report(task: str, out: Path, run: Callable[[], Any]) -> None:
     except (PlanMismatch, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    except OSError as exc:  # full disk, permissions, a read-only folder (Ray's task errors are OSErrors too)
+        console.print(f"[red]error:[/red] {os_error_line(exc, out)}")
+        raise typer.Exit(1) from None
     totals = report.manifest["totals"]
     console.print(
         f"{task}: {totals['samples']} samples in {totals['shards']} shards, {totals['rejected']} inputs rejected, "

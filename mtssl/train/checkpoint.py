@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtssl.train.errors import SaveError
+
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
 LATEST = "latest"
 TRUNK_FILE = "trunk.pt"
@@ -46,13 +48,24 @@ def _tmp(path: Path) -> Path:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, rename into place, fsync the folder."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, rename into place, fsync the folder.
+
+    A failed write (torch reports a full disk as a RuntimeError from its zip writer) removes the
+    temporary file and raises :class:`SaveError` saying where and what to do; the previous checkpoint
+    stays, so ``--resume`` continues from it once there is room."""
     tmp = _tmp(path)
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
+        raise SaveError(
+            f"could not write {path} ({reason}); free space or fix permissions there, then rerun with --resume"
+        ) from exc
     _fsync_dir(path.parent)
 
 

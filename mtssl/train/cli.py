@@ -20,6 +20,7 @@ from mtssl.train.config import (
     parse_task_batch,
     parse_task_options,
 )
+from mtssl.train.errors import SaveError
 from mtssl.train.presets import preset_values
 
 app = typer.Typer(help=__doc__, pretty_exceptions_enable=False, add_completion=False)
@@ -124,6 +125,9 @@ def main(
     except (ConfigError, ShardSetError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except SaveError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def _field(param: str) -> str:
