@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
+HOST = socket.gethostname().replace(".", "-")
+
 
 def tmp_path(path: Path) -> Path:
-    """A temporary name beside ``path``, unique per process; stale ones end in ``.tmp``."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """A temporary name beside ``path``, unique per process and host: ``.NAME.HOST.PID.tmp``."""
+    return path.with_name(f".{path.name}.{HOST}.{os.getpid()}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: Path) -> list[Path]:
+    """Remove the temporary files in ``folder`` left by dead processes of this host; returns them.
+
+    A temporary file of a live process (a second build writing into the same folder) or of another
+    host (a Ray worker elsewhere on a shared disk) is left to its owner: only it knows whether it is
+    still writing. A temporary file never counts as done, whoever leaves it behind."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        parts = tmp.name[1:].rsplit(".", 3)  # NAME, HOST, PID, "tmp"
+        if len(parts) == 4 and parts[1] == HOST and parts[2].isdigit() and not _alive(int(parts[2])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def finish(tmp: Path, path: Path) -> None:

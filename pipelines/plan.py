@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mtssl.contract import MANIFEST_FILE, PARTS_DIR, PLAN_FILE, SCHEMA_VERSION, config_hash
-from pipelines.atomic import write_json_atomic
+from pipelines.atomic import finish, remove_stale_tmp, tmp_path, write_json_atomic
 
 
 class PlanMismatch(RuntimeError):
@@ -115,10 +115,8 @@ def prepare_out_dir(plan: BuildPlan, overwrite: bool) -> None:
             path.unlink(missing_ok=True)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
     (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*.tmp"):
-        stale.unlink(missing_ok=True)
-    for stale in (out / PARTS_DIR).glob("*.tmp"):
-        stale.unlink(missing_ok=True)
+    remove_stale_tmp(out)
+    remove_stale_tmp(out / PARTS_DIR)
     record = plan.record()
     if plan_path.exists():
         previous = json.loads(plan_path.read_text())
@@ -151,9 +149,9 @@ def write_input_list(out: Path, plan: BuildPlan) -> None:
     names = [str(u).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for u in plan.units]
     table = pa.table({"source": names, "size": list(sizes), "mtime_ns": list(mtimes)})
     target = out / PARTS_DIR / INPUTS_FILE
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = tmp_path(target)
     pq.write_table(table, tmp)
-    tmp.replace(target)
+    finish(tmp, target)
 
 
 def input_changes(out: Path, plan: BuildPlan) -> str:

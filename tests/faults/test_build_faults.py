@@ -61,3 +61,22 @@ def test_an_edited_input_refuses_the_rerun_and_says_what_changed(sample_images, 
     assert files[0].relative_to(images).as_posix() in str(info.value)
     manifest = build(images, out, overwrite=True).manifest
     assert manifest["rejects"] == {"empty file": 1}
+
+
+def test_a_build_removes_only_the_temporary_files_of_dead_processes_of_its_host(sample_images, tmp_path):
+    import os
+    import subprocess
+
+    from pipelines.atomic import HOST
+
+    out = tmp_path / "color"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    stale = out / f".color-000000.tar.{HOST}.{dead.pid}.tmp"
+    live = out / f".color-000001.tar.{HOST}.{os.getppid()}.tmp"  # a second, live build writing here
+    elsewhere = out / f".color-000002.tar.other-host.{dead.pid}.tmp"  # a Ray worker on another node
+    for path in (stale, live, elsewhere):
+        path.write_bytes(b"half a shard")
+    build(sample_images, out)
+    assert not stale.exists() and live.exists() and elsewhere.exists()
