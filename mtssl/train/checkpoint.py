@@ -106,13 +106,38 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+class DamagedCheckpoints(RuntimeError):
+    """Every checkpoint of a run failed to load."""
+
+
+_REPORTED: set[Path] = set()  # damaged checkpoints already reported by this process
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception in one line, without torch's advice to load with ``weights_only=False`` (never taken)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if text.startswith("Weights only load failed"):
+        return "not a weights-only checkpoint (truncated, overwritten, or holding pickled objects)"
+    return text[:200]
+
+
 def load_latest(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint of ``run_dir`` that loads, or None when there is none."""
-    for _, path in reversed(checkpoints(run_dir)):
+    """The newest checkpoint of ``run_dir`` that loads, or None when there is none; a damaged one is
+    reported once (one line) and the one before it tried. Raises :class:`DamagedCheckpoints` when there
+    are checkpoints and none loads."""
+    found = list(reversed(checkpoints(run_dir)))
+    for _, path in found:
         try:
             return path, load_checkpoint(path)
         except Exception as exc:  # a damaged file: say so and fall back to the previous checkpoint
-            warnings.warn(f"skipping unreadable checkpoint {path}: {exc}", stacklevel=2)
+            if path not in _REPORTED:
+                _REPORTED.add(path)
+                warnings.warn(f"skipping damaged checkpoint {path.name}: {_first_line(exc)}", stacklevel=2)
+    if found:
+        raise DamagedCheckpoints(
+            f"all {len(found)} checkpoints in {run_dir} are damaged ({', '.join(p.name for _, p in found)}); "
+            "nothing to resume: start again with another --out (or without --resume after removing them)"
+        )
     return None
 
 

@@ -145,9 +145,12 @@ def _given(ctx: typer.Context) -> list[str]:
 
 
 def _resumed_config(out: Path, given: dict) -> TrainConfig:
-    from mtssl.train.checkpoint import load_latest
+    from mtssl.train.checkpoint import DamagedCheckpoints, load_latest
 
-    found = load_latest(out)
+    try:
+        found = load_latest(out)
+    except DamagedCheckpoints as exc:
+        raise ConfigError(f"--resume: {exc}") from None
     if found is None:
         raise ConfigError(f"--resume: no checkpoint in {out}")
     return merge_for_resume(TrainConfig.from_json(found[1]["config"]), given)

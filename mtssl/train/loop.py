@@ -47,7 +47,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     if env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     out = Path(cfg.out)
-    found = ckpt.load_latest(out) if resume else None
+    try:
+        found = ckpt.load_latest(out) if resume else None
+    except ckpt.DamagedCheckpoints as exc:
+        raise ConfigError(f"--resume: {exc}") from None
     if resume and found is None:
         raise ConfigError(f"--resume: no checkpoint in {out}")
     if not resume and ckpt.checkpoints(out):

@@ -57,15 +57,15 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     ckpt.save_checkpoint(tmp_path, {"step": 1, "w": torch.ones(2)})
     ckpt.save_checkpoint(tmp_path, {"step": 2, "w": torch.zeros(2)})
     (tmp_path / "ckpt-00000002.pt").write_bytes(b"not a checkpoint")
-    with pytest.warns(UserWarning, match="unreadable checkpoint"):
+    with pytest.warns(UserWarning, match="damaged checkpoint ckpt-00000002.pt: not a weights-only"):
         path, state = ckpt.load_latest(tmp_path)
     assert state["step"] == 1 and torch.equal(state["w"], torch.ones(2))
 
 
 def test_checkpoints_refuse_pickled_objects(tmp_path):
     ckpt.save_atomic({"step": 1, "config": TrainConfig()}, tmp_path / "ckpt-00000001.pt")
-    with pytest.warns(UserWarning, match="unreadable"):
-        assert ckpt.load_latest(tmp_path) is None
+    with pytest.warns(UserWarning, match="damaged"), pytest.raises(ckpt.DamagedCheckpoints, match="all 1 "):
+        ckpt.load_latest(tmp_path)
 
 
 def test_rng_states_round_trip():
@@ -102,3 +102,25 @@ def test_task_per_rank_weights_make_the_ddp_average_the_all_tasks_sum():
     assert loss_weights(tasks, "all-tasks", 4) == dict.fromkeys(tasks, 1.0)
     with pytest.raises(ConfigError, match="at least one rank per task"):
         assign_tasks(tasks, "task-per-rank", 0, 2)
+
+
+def test_damaged_checkpoints_are_reported_once_in_one_line_and_all_damaged_is_its_own_error(tiny_config):
+    import warnings
+
+    from mtssl.train.checkpoint import DamagedCheckpoints, load_latest
+
+    cfg = tiny_config(steps=4, save_every=2, keep=2)
+    train(cfg)
+    run = Path(cfg.out)
+    newest, older = run / "ckpt-00000004.pt", run / "ckpt-00000002.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_latest(run)[0] == older
+        assert load_latest(run)[0] == older  # the same damage is not reported twice
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "ckpt-00000004.pt" in messages[0]
+    assert "\n" not in messages[0] and "weights_only=False" not in messages[0]
+    older.write_bytes(b"junk")
+    with pytest.raises(DamagedCheckpoints, match="all 2 checkpoints"):
+        load_latest(run)
