@@ -80,3 +80,14 @@ def test_a_build_removes_only_the_temporary_files_of_dead_processes_of_its_host(
         path.write_bytes(b"half a shard")
     build(sample_images, out)
     assert not stale.exists() and live.exists() and elsewhere.exists()
+
+
+def test_a_removed_manifest_gets_the_advice_to_rerun_the_same_build(sample_images, tmp_path):
+    from mtssl.data.shardsets import ShardSetError, open_sets
+
+    build(sample_images, tmp_path / "color")
+    (tmp_path / "color" / MANIFEST_FILE).unlink()
+    with pytest.raises(ShardSetError, match=r"without its manifest\.json.*Rerun the same `mtssl-data build color"):
+        open_sets(tmp_path, ["color"])
+    build(sample_images, tmp_path / "color")  # the rerun writes it again
+    assert set(open_sets(tmp_path, ["color"])) == {"color"}
