@@ -172,12 +172,12 @@ def open_sets(shards: Path, tasks: Sequence[str] | None = None, verify: bool = F
         raise ShardSetError(f"unknown task(s) {', '.join(unknown)}; tasks are {', '.join(TASKS)}")
     wanted = [t for t in TASKS if t in (tasks or found)]
     missing = [t for t in wanted if t not in found]
-    unfinished = [Path(shards) / t for t in missing if (Path(shards) / t / PLAN_FILE).is_file()]
+    unfinished = [Path(shards)] if (Path(shards) / PLAN_FILE).is_file() and not found else []
     if unfinished:
         raise ShardSetError(
             f"{unfinished[0]} holds a build without its {MANIFEST_FILE}: the build did not finish, or the file "
-            f"was removed. Rerun the same `mtssl-data build {unfinished[0].name} ...` command: it keeps the "
-            "finished shards and writes the manifest"
+            "was removed. Rerun the same `mtssl-data build` command: it keeps the finished shards and writes "
+            "the manifest"
         )
     if missing:
         have = ", ".join(f"{t} ({found[t]})" for t in TASKS if t in found) or "none"
