@@ -28,6 +28,8 @@ throws away the batches the workers had prefetched (``prefetch_factor`` per work
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
 import os
 import warnings
@@ -68,6 +70,30 @@ class TaskSpec:
     batch_size: int
     crop: int | None = None  # side of a random square crop of every image field (motion frames)
     buffer: int = 500  # shuffle buffer, in samples (raw bytes of the selected fields)
+    md5: tuple[str, ...] = ()  # the manifest's md5 of each url: checked as each shard is read (empty: no check)
+
+
+class ShardHealth:
+    """Shards read and shards skipped as damaged, per task, in this process (a loader worker or the main
+    process). The stream hands a snapshot to the trainer with every bundle (see :meth:`snapshot`)."""
+
+    def __init__(self) -> None:
+        self.good: dict[str, int] = {}
+        self.bad: dict[str, int] = {}
+        self.last_bad: dict[str, str] = {}
+
+    def record(self, task: str, url: str, ok: bool) -> None:
+        counts = self.good if ok else self.bad
+        counts[task] = counts.get(task, 0) + 1
+        if not ok:
+            self.last_bad[task] = url
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"good": dict(self.good), "bad": dict(self.bad), "last_bad": dict(self.last_bad)}
+
+
+HEALTH = ShardHealth()  # for readers outside a StepStream (validation batches, benchmarks)
+HEALTH_KEY = "__health__"  # the bundle entry that carries a worker's ShardHealth snapshot
 
 
 def stream_seed(seed: int, task: str, rank: int, worker: int, start_step: int) -> int:
@@ -120,24 +146,29 @@ def tar_members(path: str, wanted: set[str]) -> Iterator[tuple[str, str, bytes]]
     are not UTF-8 raises ValueError naming the shard and the offset.
     """
     with open(path, "rb", buffering=1 << 20) as fh:
+        yield from _members(fh, path, wanted)
+
+
+def _members(fh: Any, path: str, wanted: set[str]) -> Iterator[tuple[str, str, bytes]]:
+    """:func:`tar_members` over an open binary file (or a ``BytesIO`` of a shard read whole)."""
+    long_name = None
+    while len(header := fh.read(512)) == 512 and header.count(0) != 512:
+        if header[257:262] != b"ustar" or not _checksum_ok(header):
+            raise ValueError(f"{path}: damaged tar header at byte {fh.tell() - 512}")
+        size, kind = _octal(header[124:136]), header[156:157]
+        padded = (size + 511) & ~511
+        if kind == b"x":  # pax extended header: may carry the next member's long name
+            records = fh.read(padded)[:size].decode("utf-8", "replace")
+            long_name = next((r.split("=", 1)[1] for r in records.split("\n") if " path=" in r), None)
+            continue
+        name = long_name or _ustar_name(header)
         long_name = None
-        while len(header := fh.read(512)) == 512 and header.count(0) != 512:
-            if header[257:262] != b"ustar" or not _checksum_ok(header):
-                raise ValueError(f"{path}: damaged tar header at byte {fh.tell() - 512}")
-            size, kind = _octal(header[124:136]), header[156:157]
-            padded = (size + 511) & ~511
-            if kind == b"x":  # pax extended header: may carry the next member's long name
-                records = fh.read(padded)[:size].decode("utf-8", "replace")
-                long_name = next((r.split("=", 1)[1] for r in records.split("\n") if " path=" in r), None)
-                continue
-            name = long_name or _ustar_name(header)
-            long_name = None
-            base = name.rsplit("/", 1)[-1]
-            key, _, field = base.partition(".")
-            if kind in (b"0", b"\0") and field in wanted:
-                yield name[: len(name) - len(base)] + key, field, fh.read(padded)[:size]
-            else:
-                fh.seek(padded, 1)
+        base = name.rsplit("/", 1)[-1]
+        key, _, field = base.partition(".")
+        if kind in (b"0", b"\0") and field in wanted:
+            yield name[: len(name) - len(base)] + key, field, fh.read(padded)[:size]
+        else:
+            fh.seek(padded, 1)
 
 
 def _checksum_ok(header: bytes) -> bool:
@@ -158,30 +189,61 @@ def _ustar_name(header: bytes) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def _local_tar_samples(src: Iterator[dict[str, Any]], fields: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """webdataset stage: shard URLs (local paths) -> samples ``{__key__, __url__, field: bytes}``."""
+def _shard_members(url: str, wanted: set[str], md5: str | None) -> Iterator[tuple[str, str, bytes]]:
+    """The members of a shard; with ``md5``, the shard is read whole and checked first (ValueError when
+    its bytes are not the ones the manifest recorded): a damaged payload never reaches the decoders."""
+    if md5 is None:
+        yield from tar_members(url, wanted)
+        return
+    with open(url, "rb") as fh:
+        data = fh.read()
+    if hashlib.md5(data).hexdigest() != md5:
+        raise ValueError(f"{url}: md5 differs from the manifest's (damaged or replaced shard)")
+    yield from _members(io.BytesIO(data), url, wanted)
+
+
+def _local_tar_samples(
+    src: Iterator[dict[str, Any]],
+    fields: Sequence[str],
+    md5: Mapping[str, str] | None = None,
+    task: str = "",
+    health: ShardHealth = HEALTH,
+) -> Iterator[dict[str, Any]]:
+    """webdataset stage: shard URLs (local paths) -> samples ``{__key__, __url__, field: bytes}``.
+
+    With ``md5`` (url -> the manifest's md5) each shard is checked as it is read; a shard that fails the
+    check, or whose tar headers are damaged, gives no sample (or none after the damage), is counted in
+    ``health`` and warned about once."""
     wanted = set(fields)
     for shard in src:
         sample: dict[str, Any] = {}
+        url = shard["url"]
         try:
-            for key, field, data in tar_members(shard["url"], wanted):
+            for key, field, data in _shard_members(url, wanted, (md5 or {}).get(url)):
                 if sample and sample["__key__"] != key:
                     yield sample
                     sample = {}
                 sample.setdefault("__key__", key)
                 sample["__url__"] = shard["url"]
                 sample[field] = data
-        except ValueError as exc:  # a damaged header: the rest of the shard cannot be trusted
-            warnings.warn(f"skipping the rest of a shard: {exc}", stacklevel=2)
+        except ValueError as exc:  # damaged bytes or header: the rest of the shard cannot be trusted
+            if url not in health.last_bad.values():
+                warnings.warn(f"skipping the rest of a shard: {exc}", stacklevel=2)
+            health.record(task, url, ok=False)
             continue  # the sample being read when the damage was found is dropped with it
+        health.record(task, url, ok=True)
         if sample:
             yield sample
 
 
-def tar_stage(urls: Sequence[str], fields: Sequence[str]) -> Any:
-    """The lean local reader when every URL is a local file; webdataset's general one otherwise."""
+def tar_stage(
+    urls: Sequence[str], fields: Sequence[str], md5: Sequence[str] = (), task: str = "", health: ShardHealth = HEALTH
+) -> Any:
+    """The lean local reader when every URL is a local file (checking each shard's md5 when given);
+    webdataset's general one otherwise."""
     if all(os.path.isfile(url) for url in urls):
-        return wds.pipelinefilter(_local_tar_samples)(fields)
+        expected = dict(zip(urls, md5, strict=True)) if md5 else None
+        return wds.pipelinefilter(_local_tar_samples)(fields, expected, task, health)
     return wds.tarfile_to_samples(select_files=_selector(fields))
 
 
@@ -207,12 +269,12 @@ class TolerantDecoder:
         return sample
 
 
-def task_pipeline(spec: TaskSpec, seed: int) -> wds.DataPipeline:
+def task_pipeline(spec: TaskSpec, seed: int, health: ShardHealth = HEALTH) -> wds.DataPipeline:
     """The webdataset pipeline of one task in one worker (see the module docstring)."""
     shard_seed, shuffle_seed, crop_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
     stages: list[Any] = [
         wds.ResampledShards(list(spec.urls), seed=shard_seed, worker_seed=lambda: 0, deterministic=True),
-        tar_stage(spec.urls, spec.fields),
+        tar_stage(spec.urls, spec.fields, spec.md5, spec.task, health),
         wds.shuffle(spec.buffer, initial=min(spec.buffer, 100), seed=shuffle_seed),
         wds.map(TolerantDecoder(spec.fields)),
         wds.select(lambda sample: sample is not None),
@@ -228,7 +290,7 @@ def fixed_batches(spec: TaskSpec, count: int) -> list[dict[str, torch.Tensor]]:
     validation batches at every evaluation of a run (fewer when the shards hold fewer samples)."""
     stages: list[Any] = [
         wds.SimpleShardList(list(spec.urls)),
-        tar_stage(spec.urls, spec.fields),
+        tar_stage(spec.urls, spec.fields, spec.md5, spec.task),
         wds.map(TolerantDecoder(spec.fields)),
         wds.select(lambda sample: sample is not None),
     ]
@@ -255,6 +317,7 @@ class StepStream(IterableDataset):
         self.seed, self.rank = seed, rank
         self.start_step, self.segment_steps = start_step, max(segment_steps, 1)
         self.iterations = 0  # segments begun by this copy (each DataLoader worker holds its own copy)
+        self.health = ShardHealth()  # this copy's shard reads (one per worker, kept across segments)
 
     def segment_start(self, index: int) -> int:
         """Start step of this run's ``index``-th segment."""
@@ -268,10 +331,13 @@ class StepStream(IterableDataset):
         start = self.segment_start(self.iterations)
         self.iterations += 1
         streams = {
-            s.task: iter(task_pipeline(s, stream_seed(self.seed, s.task, self.rank, worker, start))) for s in self.specs
+            s.task: iter(task_pipeline(s, stream_seed(self.seed, s.task, self.rank, worker, start), self.health))
+            for s in self.specs
         }
         while True:
-            yield {task: next(stream) for task, stream in streams.items()}
+            bundle: dict[str, Any] = {task: next(stream) for task, stream in streams.items()}
+            bundle[HEALTH_KEY] = {"worker": worker, **self.health.snapshot()}
+            yield bundle
 
 
 def init_worker(_: int) -> None:
@@ -302,4 +368,5 @@ def to_device(bundle: Bundle, device: torch.device) -> Bundle:
     return {
         task: {key: value.to(device, non_blocking=non_blocking) for key, value in batch.items()}
         for task, batch in bundle.items()
+        if task != HEALTH_KEY
     }

@@ -20,6 +20,7 @@ from mtssl.train.config import (
     parse_task_batch,
     parse_task_options,
 )
+from mtssl.train.damage import DamagedData
 from mtssl.train.errors import SaveError
 from mtssl.train.presets import preset_values
 
@@ -40,6 +41,12 @@ def main(
     resume: Annotated[bool, _opt("Continue the run in --out from its newest checkpoint.", RUN)] = False,
     tasks: Annotated[str | None, _opt("Comma-separated subset of tasks; default: every set found.", DATA)] = None,
     verify: Annotated[bool, _opt("Check every shard's md5 against its manifest first.", DATA)] = D.verify,
+    check_shards: Annotated[
+        bool, _opt("Check each shard's md5 as it is read; skip and count a damaged one.", DATA)
+    ] = D.check_shards,
+    max_bad_fraction: Annotated[
+        float, _opt("Stop when more than this share of a task's shard reads is damaged.", DATA, min=0.0, max=1.0)
+    ] = D.max_bad_fraction,
     val_shards: Annotated[int, _opt("Shards of every set held out for validation (none if < 3).", DATA, min=0)] = (
         D.val_shards
     ),
@@ -126,6 +133,9 @@ def main(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     except SaveError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except DamagedData as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 

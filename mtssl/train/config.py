@@ -26,7 +26,20 @@ DIST_MODES = ("all-tasks", "task-per-rank")
 EPS = {"rmsprop": 1e-3, "sgd": 0.0, "adamw": 1e-8}  # rmsprop: ours (see above); adamw: torch's default
 
 # Options a resumed run may change; any other option given on the command line must equal the saved one.
-RESUME_MAY_CHANGE = frozenset({"steps", "log_every", "keep", "progress", "verify", "workers", "compile", "device"})
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "steps",
+        "log_every",
+        "keep",
+        "progress",
+        "verify",
+        "workers",
+        "compile",
+        "device",
+        "check_shards",
+        "max_bad_fraction",
+    }
+)
 RESUME_MAY_CHANGE |= {"val_every"}
 RESUME_MAY_CHANGE |= {"shards", "out"}  # the folders may move; the manifests' hashes must still match
 
@@ -50,6 +63,8 @@ class TrainConfig:
     workers: int = 4  # DataLoader workers per rank (all tasks)
     shuffle_buffer: int = 500  # samples per task per worker
     verify: bool = False  # md5 of every shard before training
+    check_shards: bool = True  # md5 of every shard as the loader reads it: damaged ones are skipped, counted
+    max_bad_fraction: float = 0.01  # stop when more than this share of a task's shard reads is damaged
     val_shards: int = 1  # shards of every set held out for validation (none when a set has fewer than 3)
     val_every: int = 100  # validation loss and metric of every task every N steps (and at the end)
     val_batches: int = 4  # validation mini-batches per task (the same ones every time)

@@ -28,12 +28,13 @@ import numpy as np
 import torch
 
 from mtssl.data.shardsets import RunNeeds, ShardSet, ShardSetError, check_run, manifest_hashes, open_sets
-from mtssl.data.stream import StepStream, TaskSpec, fields_for, fixed_batches, make_loader, to_device
+from mtssl.data.stream import HEALTH_KEY, StepStream, TaskSpec, fields_for, fixed_batches, make_loader, to_device
 from mtssl.model import MultiTaskNet, NetworkConfig
 from mtssl.tasks import TASKS as TASK_CLASSES
 from mtssl.train import checkpoint as ckpt
 from mtssl.train import distributed as ddp
 from mtssl.train.config import ConfigError, TrainConfig
+from mtssl.train.damage import DamageTracker
 from mtssl.train.logging import LOG_FILE, RunLog, Window, progress_bar
 from mtssl.train.plots import CURVES_FILE, LASSO_FILE, write_plots
 from mtssl.train.schedule import warmup_then_decay
@@ -108,13 +109,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         ckpt.write_text_atomic(out / "config.json", json.dumps(json.loads(cfg.to_json()), indent=1) + "\n")
     record: dict[str, Any] = {}
     window, data = Window(), None
+    damage = DamageTracker(cfg.max_bad_fraction)
     with progress_bar(cfg.progress if env.is_main else False, cfg.steps, start) as bar:
         for step in range(start, cfg.steps):
             if data is None or step % cfg.save_every == 0:  # a new stream segment (see mtssl.data.stream)
                 data = iter(loader)
                 generator.manual_seed(augment_seed(cfg.seed, env.rank, step))
             tic = time.perf_counter()
-            batches = to_device(next(data), env.device)
+            bundle = next(data)
+            damage.update(bundle.pop(HEALTH_KEY, None))
+            batches = to_device(bundle, env.device)
             waited = time.perf_counter() - tic
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])
@@ -130,7 +134,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             scores = validate(net, val, cfg.seed, env.device) if done % cfg.val_every == 0 or done == cfg.steps else {}
             if done % cfg.log_every == 0 or done == cfg.steps:
                 record = {**log_record(window, net, cfg, env, per_task_ranks, done, float(lrs[step])), **scores}
+                if damage.damaged():
+                    record["bad_shards"] = damage.damaged()
                 log.write(record)
+                damage.check()
                 bar.update(done, record["loss"])
                 window = Window()
             else:
@@ -208,7 +215,10 @@ def task_spec(cfg: TrainConfig, sset: ShardSet, net: MultiTaskNet, urls: list[st
     crop = None
     if sset.task == "motion":
         crop = cfg.motion_crop or sset.recipe.get("size")
-    return TaskSpec(sset.task, tuple(urls), fields_for(net.keys(sset.task)), batch, crop, cfg.shuffle_buffer)
+    md5 = {str(sset.root / e["url"]): e["md5sum"] for e in sset.manifest["shardlist"]} if cfg.check_shards else {}
+    checksums = tuple(md5[url] for url in urls) if md5 else ()
+    fields = fields_for(net.keys(sset.task))
+    return TaskSpec(sset.task, tuple(urls), fields, batch, crop, cfg.shuffle_buffer, checksums)
 
 
 def validation_batches(
@@ -255,6 +265,8 @@ def print_summary(out: Path, record: dict[str, Any], cfg: TrainConfig) -> None:
         if f"val_{task}_loss" in record:
             held = f"; validation loss {record[f'val_{task}_loss']:.4f}, {metric} {record[f'val_{metric}']:.3f}"
         lines.append(f"  {task:9s} {train}{held}")
+    if record.get("bad_shards"):
+        lines.append(f"  damaged shards skipped (reads, per task): {record['bad_shards']}; see mtssl-data verify")
     lines.append(
         f"  checkpoints {out}/ckpt-*.pt, trunk {out / ckpt.TRUNK_FILE} (mtssl.load_trunk), log {out / LOG_FILE}"
     )

@@ -1,0 +1,69 @@
+"""Damaged sample bytes never reach the loss: the loader checks each shard's md5 as it reads it, skips
+and counts a damaged one, and a run that sees too many stops with an error naming the shard."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mtssl.train.damage import DamagedData, DamageTracker
+from mtssl.train.logging import LOG_FILE, read_log
+from mtssl.train.loop import train
+
+
+def damaged_copy(shard_root: Path, tmp_path: Path, task: str = "color") -> tuple[Path, Path]:
+    """The shard sets copied, with 16 bytes flipped in the middle of the largest payload (a JPEG) of
+    ``task``'s first shard: the tar headers stay intact, the sample still decodes, wrongly."""
+    import tarfile
+
+    root = tmp_path / "shards"
+    shutil.copytree(shard_root, root)
+    shard = sorted((root / task).glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        largest = max(tar.getmembers(), key=lambda m: m.size)
+    data = bytearray(shard.read_bytes())
+    middle = largest.offset_data + largest.size // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    shard.write_bytes(bytes(data))
+    return root, shard
+
+
+def test_a_damaged_shard_is_skipped_and_counted_in_the_log(shard_root, tmp_path, tiny_config):
+    root, shard = damaged_copy(shard_root, tmp_path)
+    cfg = tiny_config(shards=str(root), steps=6, max_bad_fraction=1.0)
+    with pytest.warns(UserWarning, match=f"{shard.name}: md5 differs"):
+        train(cfg)
+    records = [r for r in read_log(Path(cfg.out) / LOG_FILE) if "loss" in r]
+    assert records[-1]["bad_shards"]["color"] >= 1 and set(records[-1]["bad_shards"]) == {"color"}
+
+
+def test_too_many_damaged_shards_stop_the_run_naming_the_shard(shard_root, tmp_path, tiny_config):
+    root, shard = damaged_copy(shard_root, tmp_path)
+    cfg = tiny_config(shards=str(root), steps=6, max_bad_fraction=0.0)
+    with pytest.warns(UserWarning), pytest.raises(DamagedData, match=rf"color: .*damaged \(last: .*{shard.name}\)"):
+        train(cfg)
+
+
+def test_without_the_check_damaged_bytes_go_unnoticed(shard_root, tmp_path, tiny_config):
+    """What the check is for: the flipped bytes land in a JPEG or ab.npy payload that still decodes."""
+    import warnings
+
+    root, _ = damaged_copy(shard_root, tmp_path)
+    cfg = tiny_config(shards=str(root), steps=2, check_shards=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg)
+    assert not [w for w in caught if "md5" in str(w.message)]
+    assert all("bad_shards" not in r for r in read_log(Path(cfg.out) / LOG_FILE))
+
+
+def test_the_tracker_judges_only_after_enough_reads():
+    tracker = DamageTracker(max_bad_fraction=0.1)
+    tracker.update({"worker": 0, "good": {"color": 3}, "bad": {"color": 1}, "last_bad": {"color": "a.tar"}})
+    tracker.check()  # 4 reads: too few for a share of 0.1 to mean anything
+    tracker.update({"worker": 1, "good": {"color": 5}, "bad": {"color": 1}, "last_bad": {"color": "b.tar"}})
+    assert tracker.counts() == {"color": (10, 2)} and tracker.damaged() == {"color": 2}
+    with pytest.raises(DamagedData, match="2 of 10"):
+        tracker.check()
