@@ -69,7 +69,7 @@ def test_cli_preset_cpu_resolves_into_config_json_and_keeps_typed_options(shard_
     config = json.loads((out / "config.json").read_text())
     # from the preset
     assert (config["preset"], config["depth"], config["log_every"], config["warmup_steps"]) == ("cpu", 18, 20, 50)
-    assert (config["save_every"], config["device"]) == (400, "cpu")
+    assert (config["save_every"], config["device"]) == (600, "cpu")
     # typed on the command line
     assert (config["width"], config["steps"], config["workers"], config["batch_size"]) == (64, 2, 0, 2)
     assert config["task_batch"] == {"exemplar": 2} and config["motion_crop"] == 64
