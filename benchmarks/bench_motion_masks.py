@@ -51,6 +51,8 @@ VARIANTS: dict[str, MaskConfig] = {
     "min_speed 0.8": replace(DEFAULT, min_speed=0.8),
     "min_speed 0.4": replace(DEFAULT, min_speed=0.4),
     "DIS preset fast": replace(DEFAULT, preset="fast"),
+    "DIS refinement 5 iterations (the preset's)": replace(DEFAULT, refine_iters=None),
+    "DIS refinement 0 iterations": replace(DEFAULT, refine_iters=0),
     "forward-backward check": replace(DEFAULT, fb_check=True),
     "Pathak's min_fg 0.10": replace(DEFAULT, min_fg=0.10),
 }
