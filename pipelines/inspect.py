@@ -105,4 +105,7 @@ def verify_set(shard_dir: Path, on_shard=None) -> VerifyReport:
     )
     if report.samples != manifest["totals"]["samples"]:
         report.problems.append(f"{report.samples} samples in total, manifest says {manifest['totals']['samples']}")
+    if report.samples == 0:
+        rejects = manifest.get("rejects") or {}
+        report.problems.append(f"the set holds no sample: nothing to train on (rejects by reason: {rejects})")
     return report

@@ -92,3 +92,18 @@ def test_a_removed_manifest_gets_the_advice_to_rerun_the_same_build(sample_image
             open_sets(shards, ["color"])
     build(sample_images, tmp_path / "color")  # the rerun writes it again
     assert set(open_sets(tmp_path, ["color"])) == {"color"}
+
+
+def test_verify_fails_a_set_with_no_sample(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    images = tmp_path / "images" / "class"
+    images.mkdir(parents=True)
+    (images / "empty.jpg").write_bytes(b"")
+    CliRunner().invoke(
+        app, ["build", "color", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "o"), "--workers", "0"]
+    )
+    result = CliRunner().invoke(app, ["verify", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "holds no sample" in " ".join(result.output.split())
