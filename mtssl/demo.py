@@ -33,7 +33,7 @@ def main(
     shards: Annotated[Path, typer.Option(help="Where the shard sets are built.")] = Path("shards"),
     run: Annotated[Path, typer.Option(help="The training run's folder.")] = Path("runs/demo"),
     report: Annotated[Path, typer.Option(help="The report's folder.")] = Path("report"),
-    steps: Annotated[int, typer.Option(help="Training steps (the full --preset cpu takes 1200).", min=1)] = 500,
+    steps: Annotated[int, typer.Option(help="Training steps (the full --preset cpu takes 1800).", min=1)] = 500,
     workers: Annotated[int, typer.Option(help="Ray workers for the builds and loader workers for training.")] = 2,
     random_seeds: Annotated[int, typer.Option(help="Random-init trunks of the probes' baseline rows.", min=1)] = 3,
 ) -> None:
