@@ -73,13 +73,14 @@ def _run_build(
     limit: int | None,
     max_pixels: int,
     overwrite: bool,
+    replace_own: bool = False,
 ) -> None:
     from pipelines.build import build_images
 
     _report(
         task,
         out,
-        lambda: build_images(
+        lambda overwrite=overwrite: build_images(
             task,
             images,
             out,
@@ -92,6 +93,7 @@ def _run_build(
             limit=limit,
             max_pixels=max_pixels,
         ),
+        replace_own=replace_own,
     )
 
 
@@ -111,12 +113,19 @@ def os_error_line(exc: OSError, out: Path) -> str:
     )
 
 
-def _report(task: str, out: Path, run: Callable[[], Any]) -> None:
-    """Run a build; print its summary, or a clear error and exit 2."""
+def _report(task: str, out: Path, run: Callable[..., Any], replace_own: bool = False) -> None:
+    """Run a build; print its summary, or a clear error and exit 2. With ``replace_own`` (the demo, whose
+    output folders are its own), a folder holding another build is rebuilt, and the console says so."""
     from pipelines.plan import PlanMismatch
 
     try:
-        report = run()
+        try:
+            report = run()
+        except PlanMismatch as exc:
+            if not replace_own:
+                raise
+            console.print(f"{out}: replacing the demo's earlier build ({' '.join(str(exc).split())[:160]}...)")
+            report = run(overwrite=True)
     except (PlanMismatch, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -433,12 +442,16 @@ def demo(
     sample(out=data, per_class=24, seed=0)
     configs = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
     for task, cfg in configs.items():
-        _run_build(task, data / "images", shards / task, cfg, workers, None, 100, 0, None, DEFAULT_MAX_PIXELS, False)
+        args = (task, data / "images", shards / task, cfg, workers, None, 100, 0, None, DEFAULT_MAX_PIXELS, False)
+        _run_build(*args, replace_own=True)  # the sample is written afresh: a rerun may find other file times
     motion = shards / "motion"
     _report(
         "motion",
         motion,
-        lambda: build_videos(data / "videos", motion, MotionConfig(stride=2), workers=workers, samples_per_shard=100),
+        lambda overwrite=False: build_videos(
+            data / "videos", motion, MotionConfig(stride=2), workers=workers, samples_per_shard=100, overwrite=overwrite
+        ),
+        replace_own=True,
     )
     for task in (*configs, "motion"):
         verify(shards / task)

@@ -162,7 +162,7 @@ def input_changes(out: Path, plan: BuildPlan) -> str:
 
     recorded = out / PARTS_DIR / INPUTS_FILE
     if plan.input_stats is None or not recorded.is_file():
-        return "the list of inputs differs"
+        return "the input list or its fingerprint differs; a build by an mtssl before 2026-12 fingerprinted names only"
     rows = pq.read_table(recorded).to_pylist()
     before = {r["source"]: (r["size"], r["mtime_ns"]) for r in rows}
     now = dict(zip(map(str, plan.units), plan.input_stats, strict=True))
