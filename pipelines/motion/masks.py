@@ -31,6 +31,7 @@ setting (one forward pair, no GrabCut: about 4x the speed, less than half the J 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -611,11 +612,7 @@ def motion_mask_at(
             raise ValueError(f"frame sizes differ: {frame.shape[:2]} vs {other.shape[:2]}")
     if min(frame.shape[:2]) < MIN_SIDE:
         return _empty(frame.shape, cfg)
-    dis = flow if flow is not None else make_flow(cfg)
-    g0 = to_gray(frame)
-    grays = {d: to_gray(other) for d, other in partners.items()}
-    flows = {d: dis.calc(g0, g, None) for d, g in grays.items()}
-    backward = {d: dis.calc(g, g0, None) for d, g in grays.items()} if cfg.fb_check else None
+    flows, backward = partner_flows(frame, partners, cfg, flow if flow is not None else make_flow(cfg))
     return mask_from_flows(flows, frame, cfg, backward)
 
 
@@ -628,8 +625,6 @@ def motion_mask(
 ) -> MaskResult:
     """:func:`motion_mask_at` with one partner frame, ``later``, ``gap`` frames on (default: the smallest
     of ``cfg.gaps``; it sets the threshold's floor)."""
-    if frame.shape[:2] != later.shape[:2]:
-        raise ValueError(f"frame sizes differ: {frame.shape[:2]} vs {later.shape[:2]}")
     return motion_mask_at(frame, {gap or min(cfg.gaps): later}, cfg, flow)
 
 
@@ -695,14 +690,45 @@ def filter_reason(stats: dict[str, Any], cfg: MaskConfig) -> str | None:
     return None
 
 
-def is_scene_cut(frame: np.ndarray, later: np.ndarray, threshold: float = 0.5) -> bool:
-    """Cheap cut detector: correlation of the 32-bin gray histograms of 64-px-wide thumbnails below
-    ``threshold`` (ours: 0.5; the two shots of a cut rarely share a histogram, a pan or zoom keeps it)."""
-    hists = []
-    for image in (frame, later):
-        gray = to_gray(image)
-        size = (64, max(1, round(64 * gray.shape[0] / max(1, gray.shape[1]))))
-        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        hists.append(cv2.calcHist([small], [0], None, [32], [0, 256]))
-    correlation = cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_CORREL)
-    return bool(correlation < threshold)
+CUT_THRESHOLD = 0.5  # ours: the two shots of a cut rarely share a histogram, a pan or zoom keeps it
+
+
+def _histogram(image: np.ndarray) -> np.ndarray:
+    """32-bin gray histogram of a 64-px-wide thumbnail: what the cut detector compares."""
+    gray = to_gray(image)
+    size = (64, max(1, round(64 * gray.shape[0] / max(1, gray.shape[1]))))
+    return cv2.calcHist([cv2.resize(gray, size, interpolation=cv2.INTER_AREA)], [0], None, [32], [0, 256])
+
+
+def _is_cut(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
+    return bool(cv2.compareHist(a, b, cv2.HISTCMP_CORREL) < threshold)
+
+
+def is_scene_cut(frame: np.ndarray, later: np.ndarray, threshold: float = CUT_THRESHOLD) -> bool:
+    """Cheap cut detector: correlation of the frames' thumbnail histograms below ``threshold``."""
+    return _is_cut(_histogram(frame), _histogram(later), threshold)
+
+
+def partner_offsets(frame: np.ndarray, frame_at: Callable[[int], np.ndarray | None], cfg: MaskConfig) -> list[int]:
+    """The offsets of ``cfg.offsets()`` whose frame exists (``frame_at(d)`` is not None) and lies in
+    ``frame``'s shot: the one pairing rule of the build and of ``score-motion``."""
+    own, found = None, []
+    for d in cfg.offsets():
+        other = frame_at(d)
+        if other is None:
+            continue
+        own = _histogram(frame) if own is None else own  # frame t's histogram once, not once per partner
+        if not _is_cut(own, _histogram(other), CUT_THRESHOLD):
+            found.append(d)
+    return found
+
+
+def partner_flows(
+    frame: np.ndarray, partners: dict[int, np.ndarray], cfg: MaskConfig, dis: cv2.DISOpticalFlow
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
+    """DIS flow from ``frame`` to each partner (keyed by offset), and back when ``cfg.fb_check``."""
+    g0 = to_gray(frame)
+    grays = {d: to_gray(other) for d, other in partners.items()}
+    flows = {d: dis.calc(g0, g, None) for d, g in grays.items()}
+    backward = {d: dis.calc(g, g0, None) for d, g in grays.items()} if cfg.fb_check else None
+    return flows, backward

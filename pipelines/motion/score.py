@@ -2,7 +2,7 @@
 method and two baselines.
 
 Which frames are scored: every frame t with at least one partner t + d (d in ``cfg.offsets()``) that
-exists and lies in the same shot (:func:`~pipelines.motion.masks.is_scene_cut`); a frame with none (a
+exists and lies in the same shot (:func:`~pipelines.motion.masks.partner_offsets`); a frame with none (a
 shot shorter than the smallest gap + 1 frames) is not scored. The build pairs its frames the same way.
 
 "All" means every scored frame; "kept" the scored frames that the build keeps: those with partners on
@@ -21,6 +21,7 @@ with Otsu's threshold per frame and the method's clean-up.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -29,11 +30,12 @@ import numpy as np
 from pipelines.motion.masks import (
     MaskConfig,
     filter_reason,
-    is_scene_cut,
     make_flow,
     mask_from_flows,
     naive_from_flow,
     pairing_reason,
+    partner_flows,
+    partner_offsets,
     translation_from_flow,
 )
 from pipelines.motion.masks import to_gray as _gray
@@ -64,12 +66,8 @@ def recall_precision(pred: np.ndarray, gt: np.ndarray) -> tuple[float | None, fl
 
 def partners(t: int, frames: Sequence[np.ndarray], cfg: MaskConfig) -> dict[int, int]:
     """Offset -> frame index of t's partners: those of ``cfg.offsets()`` that exist and are in t's shot."""
-    out = {}
-    for d in cfg.offsets():
-        other = t + d
-        if 0 <= other < len(frames) and not is_scene_cut(frames[t], frames[other]):
-            out[d] = other
-    return out
+    found = partner_offsets(frames[t], lambda d: frames[t + d] if 0 <= t + d < len(frames) else None, cfg)
+    return {d: t + d for d in found}
 
 
 def score_frame(
@@ -77,9 +75,7 @@ def score_frame(
 ) -> dict[str, Any]:
     """Scores of the method and of the two baselines for one frame and its partners (flows computed once)."""
     g0 = _gray(frame)
-    grays = {d: _gray(other) for d, other in others.items()}
-    flows = {d: flow.calc(g0, g, None) for d, g in grays.items()}
-    backward = {d: flow.calc(g, g0, None) for d, g in grays.items()} if cfg.fb_check else None
+    flows, backward = partner_flows(frame, others, cfg, flow)
     result = mask_from_flows(flows, frame, cfg, backward)
     first = flows[next(iter(flows))]
     recall, precision = recall_precision(result.mask, gt)
@@ -163,8 +159,6 @@ def overall(sequences: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def load_davis_sequence(frames_dir, masks_dir) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A DAVIS-layout sequence: ``frames_dir/<name>.jpg`` (RGB) and ``masks_dir/<name>.png`` (nonzero = object),
     paired by name. Raises FileNotFoundError when a frame has no mask (or none are found)."""
-    from pathlib import Path
-
     paths = sorted(Path(frames_dir).glob("*.jpg"))
     if not paths:
         raise FileNotFoundError(f"no .jpg frames in {frames_dir}")

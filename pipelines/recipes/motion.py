@@ -24,10 +24,10 @@ from pipelines.errors import Reject
 from pipelines.motion.masks import (
     MaskConfig,
     filter_reason,
-    is_scene_cut,
     make_flow,
     motion_mask_at,
     pairing_reason,
+    partner_offsets,
 )
 from pipelines.recipes.base import RecipeOutput, from_plain
 from pipelines.shardjob import ShardResult, internal_error, label_of
@@ -88,12 +88,12 @@ def sample_of(frame: Frame, partners: list[Frame], mask, stats: dict[str, Any], 
 
 def partner_frames(frame: Frame, window: dict[int, Frame], cfg: MaskConfig) -> dict[int, Frame]:
     """Offset -> decoded frame of ``frame``'s partners that exist and lie in its shot."""
-    out = {}
-    for d in cfg.offsets():
+
+    def rgb_at(d: int):
         other = window.get(frame.index + d)
-        if other is not None and not is_scene_cut(frame.rgb, other.rgb):
-            out[d] = other
-    return out
+        return None if other is None else other.rgb
+
+    return {d: window[frame.index + d] for d in partner_offsets(frame.rgb, rgb_at, cfg)}
 
 
 def emit(frame: Frame, window: dict[int, Frame], ctx: SegmentContext) -> None:
