@@ -116,6 +116,37 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def commit() -> str:
+    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or "unknown"."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True)
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
+
+
+def write_json(path: Path, figures: dict[str, Any]) -> None:
+    """A benchmark's figures with the machine, the commit, the command and the date, for
+    ``render_benchmarks.py`` to turn into docs/benchmarks.md."""
+    import json
+    import time
+
+    record = {
+        "machine": machine_info(),
+        "commit": commit(),
+        "command": f"{Path(sys.executable).name} {' '.join(sys.argv)}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **figures,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
 def print_machine() -> None:
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine_info().items()))
     print(f"command: {Path(sys.executable).name} {' '.join(sys.argv)}")

@@ -3,8 +3,9 @@
 In every DataLoader worker, per task::
 
     ResampledShards (shards drawn with replacement, seeded) -> tar members of the fields the task reads
-    -> shuffle buffer -> decode with the contract's decoders (never pickle) -> (motion) random square crop
-    -> batched with ``mtssl.inputs.batch_from_samples`` (uint8 tensors)
+    -> shuffle buffer (raw bytes) -> decoded with the contract's decoders (never pickle) straight into
+    the batch's tensors, (motion) through one random square crop of every image field
+    (``mtssl.data.batching``: uint8 tensors in the layout of ``mtssl.inputs.batch_from_samples``)
 
 and the worker yields ``{task: batch}``, one training step's mini-batch of every task the rank trains. The
 loader does no other CPU work: input-mode transforms, colour dropping, soft encoding and the rest run on
@@ -29,13 +30,11 @@ throws away the batches the workers had prefetched (``prefetch_factor`` per work
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -43,12 +42,11 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mtssl.contract import DECODERS, TASKS
-from mtssl.inputs import BATCH_KEYS, batch_from_samples
+from mtssl.contract import TASKS
+from mtssl.data.batching import EXTRA_FIELDS, BatchDecoder, BatchRing
+from mtssl.inputs import BATCH_KEYS
 
 Bundle = dict[str, dict[str, torch.Tensor]]
-EXTRA_FIELDS = {"grayscale": "json"}  # batch keys read from the sample's json, not from a field of their own
-IMAGE_FIELDS = ("rgb.jpg", "l.jpg", "mask.png")  # cropped together
 
 
 def fields_for(keys: Sequence[str]) -> tuple[str, ...]:
@@ -94,33 +92,17 @@ class ShardHealth:
 
 HEALTH = ShardHealth()  # for readers outside a StepStream (validation batches, benchmarks)
 HEALTH_KEY = "__health__"  # the bundle entry that carries a worker's ShardHealth snapshot
+RING_KEY = "__ring__"  # the bundle entry that names the worker's ring slots its batches occupy
+
+
+def batches_of(bundle: Mapping[str, Any]) -> Bundle:
+    """A bundle's task batches, without its bookkeeping entries (shard health, ring slots)."""
+    return {task: batch for task, batch in bundle.items() if task not in (HEALTH_KEY, RING_KEY)}
 
 
 def stream_seed(seed: int, task: str, rank: int, worker: int, start_step: int) -> int:
     """The seed of one task's stream in one worker of one rank, for the segment starting at ``start_step``."""
     return int(np.random.SeedSequence([seed, TASKS.index(task), rank, worker, start_step]).generate_state(1)[0])
-
-
-def decode_fields(raw: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    """Decode only ``fields`` of a raw sample with the contract's decoders; ValueError when one is missing."""
-    missing = [f for f in fields if f not in raw]
-    if missing:
-        raise ValueError(f"sample {raw.get('__key__')!r} lacks field(s) {missing}")
-    return {"__key__": raw.get("__key__"), **{f: DECODERS[f](raw[f]) for f in fields}}
-
-
-def random_crop(sample: dict[str, Any], side: int, rng: np.random.Generator | None) -> dict[str, Any]:
-    """The same random ``side`` x ``side`` window of every image field (frames and masks stay aligned);
-    the central window when ``rng`` is None (validation)."""
-    height, width = next(sample[f].shape[:2] for f in IMAGE_FIELDS if f in sample)
-    if side > min(height, width):
-        raise ValueError(f"crop {side} is larger than the stored {height}x{width} image")
-    if rng is None:
-        y, x = (height - side) // 2, (width - side) // 2
-    else:
-        y = int(rng.integers(0, height - side + 1))
-        x = int(rng.integers(0, width - side + 1))
-    return {k: v[y : y + side, x : x + side] if k in IMAGE_FIELDS else v for k, v in sample.items()}
 
 
 def _selector(fields: Sequence[str]):
@@ -139,26 +121,29 @@ def _octal(field: bytes) -> int:
 def tar_members(path: str, wanted: set[str]) -> Iterator[tuple[str, str, bytes]]:
     """(key, field, bytes) of the regular members of a local POSIX tar whose field is wanted.
 
-    A lean reader for the shards ``TarWriter`` writes (ustar headers, pax records for long names): other
-    members are skipped with a seek, not read. Python's ``tarfile`` in stream mode, which webdataset uses,
-    costs about 35 us per member here against 5; at four members per colour sample that is a sixth of
-    the loader's time. A header that is not ustar, fails its checksum or names its member in bytes that
-    are not UTF-8 raises ValueError naming the shard and the offset.
+    A lean reader for the shards ``TarWriter`` writes (ustar headers, pax records for long names): the
+    shard is read whole (one read; shards are a few MB) and parsed in memory, members of other fields
+    are passed over without being copied. Python's ``tarfile`` in stream mode, which webdataset uses,
+    costs about 35 us per member here against 5. A header that is not ustar, fails its checksum or
+    names its member in bytes that are not UTF-8 raises ValueError naming the shard and the offset.
     """
-    with open(path, "rb", buffering=1 << 20) as fh:
-        yield from _members(fh, path, wanted)
+    with open(path, "rb") as fh:
+        yield from _members(fh.read(), path, wanted)
 
 
-def _members(fh: Any, path: str, wanted: set[str]) -> Iterator[tuple[str, str, bytes]]:
-    """:func:`tar_members` over an open binary file (or a ``BytesIO`` of a shard read whole)."""
-    long_name = None
-    while len(header := fh.read(512)) == 512 and header.count(0) != 512:
-        if header[257:262] != b"ustar" or not _checksum_ok(header):
-            raise ValueError(f"{path}: damaged tar header at byte {fh.tell() - 512}")
+def _members(data: bytes, path: str, wanted: set[str], checked: bool = False) -> Iterator[tuple[str, str, bytes]]:
+    """:func:`tar_members` over a shard's bytes; ``checked``: its md5 matched the manifest's, so the
+    header checksums (which only a damaged file fails) are not summed again."""
+    long_name, pos, end = None, 0, len(data)
+    while pos + 512 <= end and (header := data[pos : pos + 512]) != _ZERO_BLOCK:
+        if header[257:262] != b"ustar" or not (checked or _checksum_ok(header)):
+            raise ValueError(f"{path}: damaged tar header at byte {pos}")
         size, kind = _octal(header[124:136]), header[156:157]
-        padded = (size + 511) & ~511
+        start, pos = pos + 512, pos + 512 + ((size + 511) & ~511)
+        if pos > end:
+            raise ValueError(f"{path}: member at byte {start - 512} runs past the end of the shard")
         if kind == b"x":  # pax extended header: may carry the next member's long name
-            records = fh.read(padded)[:size].decode("utf-8", "replace")
+            records = data[start : start + size].decode("utf-8", "replace")
             long_name = next((r.split("=", 1)[1] for r in records.split("\n") if " path=" in r), None)
             continue
         name = long_name or _ustar_name(header)
@@ -166,9 +151,10 @@ def _members(fh: Any, path: str, wanted: set[str]) -> Iterator[tuple[str, str, b
         base = name.rsplit("/", 1)[-1]
         key, _, field = base.partition(".")
         if kind in (b"0", b"\0") and field in wanted:
-            yield name[: len(name) - len(base)] + key, field, fh.read(padded)[:size]
-        else:
-            fh.seek(padded, 1)
+            yield name[: len(name) - len(base)] + key, field, data[start : start + size]
+
+
+_ZERO_BLOCK = bytes(512)
 
 
 def _checksum_ok(header: bytes) -> bool:
@@ -190,16 +176,26 @@ def _ustar_name(header: bytes) -> str:
 
 
 def _shard_members(url: str, wanted: set[str], md5: str | None) -> Iterator[tuple[str, str, bytes]]:
-    """The members of a shard; with ``md5``, the shard is read whole and checked first (ValueError when
-    its bytes are not the ones the manifest recorded): a damaged payload never reaches the decoders."""
-    if md5 is None:
-        yield from tar_members(url, wanted)
-        return
+    """The members of a shard; with ``md5``, the shard's bytes are checked first (ValueError when they
+    are not the ones the manifest recorded): a damaged payload never reaches the decoders. A shard is
+    hashed on its first read in this process and again only when its size, time or inode change, so
+    the check costs one md5 per shard per worker (about a tenth of the decode time of its samples),
+    not one per read."""
     with open(url, "rb") as fh:
         data = fh.read()
-    if hashlib.md5(data).hexdigest() != md5:
-        raise ValueError(f"{url}: md5 differs from the manifest's (damaged or replaced shard)")
-    yield from _members(io.BytesIO(data), url, wanted)
+        stat = os.fstat(fh.fileno())
+    if md5 is None:
+        yield from _members(data, url, wanted)
+        return
+    identity = (url, stat.st_ino, stat.st_size, stat.st_mtime_ns, md5)
+    if identity not in _VERIFIED:
+        if hashlib.md5(data).hexdigest() != md5:
+            raise ValueError(f"{url}: md5 differs from the manifest's (damaged or replaced shard)")
+        _VERIFIED.add(identity)
+    yield from _members(data, url, wanted, checked=True)
+
+
+_VERIFIED: set[tuple] = set()  # shards whose bytes matched their md5 in this process (see _shard_members)
 
 
 def _local_tar_samples(
@@ -247,41 +243,18 @@ def tar_stage(
     return wds.tarfile_to_samples(select_files=_selector(fields))
 
 
-class TolerantDecoder:
-    """Decode a sample's fields; skip (with a warning) one that fails, but stop a stream that keeps failing.
-
-    A shard set whose samples all lack a field the run reads would otherwise be resampled forever.
-    """
-
-    def __init__(self, fields: Sequence[str], limit: int = 100) -> None:
-        self.fields, self.limit, self.failures = tuple(fields), limit, 0
-
-    def __call__(self, raw: dict[str, Any]) -> dict[str, Any] | None:
-        try:
-            sample = decode_fields(raw, self.fields)
-        except ValueError as exc:
-            self.failures += 1
-            if self.failures >= self.limit:
-                raise RuntimeError(f"{self.limit} samples in a row failed to decode, the last: {exc}") from exc
-            warnings.warn(f"skipping a sample: {exc}", stacklevel=2)
-            return None
-        self.failures = 0
-        return sample
-
-
-def task_pipeline(spec: TaskSpec, seed: int, health: ShardHealth = HEALTH) -> wds.DataPipeline:
-    """The webdataset pipeline of one task in one worker (see the module docstring)."""
+def task_pipeline(
+    spec: TaskSpec, seed: int, health: ShardHealth = HEALTH, ring: BatchRing | None = None
+) -> wds.DataPipeline:
+    """The webdataset pipeline of one task in one worker (see the module docstring); its batches fill the
+    slots of ``ring`` when given."""
     shard_seed, shuffle_seed, crop_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
     stages: list[Any] = [
         wds.ResampledShards(list(spec.urls), seed=shard_seed, worker_seed=lambda: 0, deterministic=True),
         tar_stage(spec.urls, spec.fields, spec.md5, spec.task, health),
         wds.shuffle(spec.buffer, initial=min(spec.buffer, 100), seed=shuffle_seed),
-        wds.map(TolerantDecoder(spec.fields)),
-        wds.select(lambda sample: sample is not None),
+        BatchDecoder(spec.fields, spec.batch_size, spec.crop, np.random.default_rng(crop_seed), ring),
     ]
-    if spec.crop is not None:
-        stages.append(wds.map(partial(random_crop, side=spec.crop, rng=np.random.default_rng(crop_seed))))
-    stages.append(wds.batched(spec.batch_size, collation_fn=batch_from_samples, partial=False))
     return wds.DataPipeline(*stages)
 
 
@@ -291,12 +264,8 @@ def fixed_batches(spec: TaskSpec, count: int) -> list[dict[str, torch.Tensor]]:
     stages: list[Any] = [
         wds.SimpleShardList(list(spec.urls)),
         tar_stage(spec.urls, spec.fields, spec.md5, spec.task),
-        wds.map(TolerantDecoder(spec.fields)),
-        wds.select(lambda sample: sample is not None),
+        BatchDecoder(spec.fields, spec.batch_size, spec.crop, rng=None),
     ]
-    if spec.crop is not None:
-        stages.append(wds.map(partial(random_crop, side=spec.crop, rng=None)))
-    stages.append(wds.batched(spec.batch_size, collation_fn=batch_from_samples, partial=False))
     return list(itertools.islice(wds.DataPipeline(*stages), count))
 
 
@@ -318,6 +287,7 @@ class StepStream(IterableDataset):
         self.start_step, self.segment_steps = start_step, max(segment_steps, 1)
         self.iterations = 0  # segments begun by this copy (each DataLoader worker holds its own copy)
         self.health = ShardHealth()  # this copy's shard reads (one per worker, kept across segments)
+        self.ring_flags: torch.Tensor | None = None  # shared by the loader's workers (share_ring)
 
     def segment_start(self, index: int) -> int:
         """Start step of this run's ``index``-th segment."""
@@ -325,19 +295,43 @@ class StepStream(IterableDataset):
             return self.start_step
         return (self.start_step // self.segment_steps + index) * self.segment_steps
 
+    def share_ring(self, workers: int, slots: int) -> None:
+        """Before the loader's workers start: the shared flags of every worker's batch ring (see
+        ``mtssl.data.batching.BatchRing``), ``slots`` batches per worker and task."""
+        self.ring_flags = torch.zeros((workers, len(self.specs), slots), dtype=torch.int64).share_memory_()
+
     def __iter__(self) -> Iterator[Bundle]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
         start = self.segment_start(self.iterations)
         self.iterations += 1
-        streams = {
-            s.task: iter(task_pipeline(s, stream_seed(self.seed, s.task, self.rank, worker, start), self.health))
-            for s in self.specs
-        }
+        rings = self._rings(worker) if info is not None else {}
+        streams = {}
+        for s in self.specs:
+            seed = stream_seed(self.seed, s.task, self.rank, worker, start)
+            ring = rings[s.task][1] if s.task in rings else None
+            streams[s.task] = iter(task_pipeline(s, seed, self.health, ring))
         while True:
             bundle: dict[str, Any] = {task: next(stream) for task, stream in streams.items()}
             bundle[HEALTH_KEY] = {"worker": worker, **self.health.snapshot()}
+            if rings:
+                bundle[RING_KEY] = {task: (worker, i, ring.slot, ring.generation) for task, (i, ring) in rings.items()}
             yield bundle
+
+    def _rings(self, worker: int) -> dict[str, tuple[int, BatchRing]]:
+        """This segment's rings, one per task: new buffers every segment, so a batch kept from an earlier
+        segment is never written again."""
+        if self.ring_flags is None:
+            return {}
+        flags = self.ring_flags[worker]
+        flags.zero_()  # the earlier segment's batches still held are no longer in any ring
+        return {s.task: (i, BatchRing(flags[i], generation=self.iterations)) for i, s in enumerate(self.specs)}
+
+    def release(self, bundle: Mapping[str, Any]) -> None:
+        """Give a bundle's ring slots back to their worker: call once its batches are copied (``to_device``)."""
+        for worker, index, slot, generation in bundle.get(RING_KEY, {}).values():
+            if slot >= 0 and self.ring_flags is not None and int(self.ring_flags[worker, index, slot]) == generation:
+                self.ring_flags[worker, index, slot] = 0
 
 
 def init_worker(_: int) -> None:
@@ -350,7 +344,11 @@ def init_worker(_: int) -> None:
 
 
 def make_loader(stream: StepStream, workers: int, pin_memory: bool, prefetch: int = 2) -> DataLoader:
-    """A DataLoader over already-batched bundles; persistent workers, so a new segment reuses them."""
+    """A DataLoader over already-batched bundles; persistent workers, so a new segment reuses them. Each
+    worker fills a ring of ``prefetch + 3`` shared batches per task (prefetched, being pinned, held by
+    the step, and one spare), which the consumer gives back with ``stream.release(bundle)``."""
+    if workers > 0:
+        stream.share_ring(workers, prefetch + 3)
     return DataLoader(
         stream,
         batch_size=None,
@@ -363,10 +361,11 @@ def make_loader(stream: StepStream, workers: int, pin_memory: bool, prefetch: in
 
 
 def to_device(bundle: Bundle, device: torch.device) -> Bundle:
-    """Copy a bundle to ``device`` (asynchronously from pinned memory on CUDA)."""
+    """Copy a bundle to ``device`` (asynchronously from pinned memory on CUDA). A bundle whose batches sit
+    in a worker's ring is always copied, on the CPU too, so that its slots can be released right after."""
     non_blocking = device.type == "cuda"
+    copy = RING_KEY in bundle
     return {
-        task: {key: value.to(device, non_blocking=non_blocking) for key, value in batch.items()}
-        for task, batch in bundle.items()
-        if task != HEALTH_KEY
+        task: {key: value.to(device, non_blocking=non_blocking, copy=copy) for key, value in batch.items()}
+        for task, batch in batches_of(bundle).items()
     }

@@ -119,6 +119,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             bundle = next(data)
             damage.update(bundle.pop(HEALTH_KEY, None))
             batches = to_device(bundle, env.device)
+            stream.release(bundle)
             waited = time.perf_counter() - tic
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])

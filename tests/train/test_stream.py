@@ -12,7 +12,15 @@ import pytest
 import torch
 
 from mtssl.data.shardsets import load_set
-from mtssl.data.stream import HEALTH_KEY, StepStream, TaskSpec, fields_for, make_loader, stream_seed, task_pipeline
+from mtssl.data.stream import (
+    StepStream,
+    TaskSpec,
+    batches_of,
+    fields_for,
+    make_loader,
+    stream_seed,
+    task_pipeline,
+)
 
 KEYS = {"relpos": ("rgb",), "color": ("l", "bins", "ab", "grayscale"), "exemplar": ("rgb",), "motion": ("rgb", "mask")}
 
@@ -28,7 +36,7 @@ def specs(shard_root: Path) -> list[TaskSpec]:
 
 def first_bundles(stream: StepStream, count: int = 3) -> list[dict]:
     """The first bundles' batches (the shard-health entry each one carries set aside)."""
-    return [{k: v for k, v in b.items() if k != HEALTH_KEY} for b in islice(iter(stream), count)]
+    return [batches_of(b) for b in islice(iter(stream), count)]
 
 
 def test_fields_follow_the_batch_keys():
@@ -78,9 +86,9 @@ def test_loader_workers_restart_their_streams_each_segment(specs):
     """Persistent workers: the second iter() of one loader equals a fresh loader started there."""
     loader = make_loader(StepStream(specs, seed=0, rank=0, start_step=0, segment_steps=4), workers=2, pin_memory=False)
     list(islice(iter(loader), 2))
-    again = [{k: v for k, v in b.items() if k != HEALTH_KEY} for b in islice(iter(loader), 4)]
+    again = [batches_of(b) for b in islice(iter(loader), 4)]
     fresh = make_loader(StepStream(specs, seed=0, rank=0, start_step=4, segment_steps=4), workers=2, pin_memory=False)
-    assert equal(again, [{k: v for k, v in b.items() if k != HEALTH_KEY} for b in islice(iter(fresh), 4)])
+    assert equal(again, [batches_of(b) for b in islice(iter(fresh), 4)])
 
 
 class Boom:
