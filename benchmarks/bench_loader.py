@@ -8,6 +8,7 @@ Three rates per task, in samples per second of one core:
   i.e. resampled shards -> tar members of the fields the task reads -> shuffle buffer -> decoded into
   the worker's shared batch ring (``mtssl.data.batching``) -> (motion) random 256-px crop; the main
   process copies each bundle off the ring and releases it, as the trainer does (``to_device`` on CPU).
+  Each shard's md5 is checked as the trainer checks it by default (once per shard per worker).
 * decode limit: the same stored fields of the same shards, read into memory once, then decoded with
   the same decoders in a tight loop in this process: what the loader would give if it did nothing but
   decode the pixels it must decode. The loader's target is 70% of it.
@@ -189,9 +190,12 @@ class Timed(IterableDataset):
 
 
 def shard_loader(sset: ShardSet, fields: tuple[str, ...], batch: int) -> tuple[DataLoader, StepStream]:
-    """The trainer's loader (``make_loader`` over a ``StepStream``) with one worker, for one task."""
+    """The trainer's loader (``make_loader`` over a ``StepStream``) with one worker, for one task, with the
+    trainer's default md5 check of every shard (hashed once per shard per worker)."""
     crop = MOTION_CROP if sset.task == "motion" else None
-    stream = StepStream([TaskSpec(sset.task, tuple(sset.urls), fields, batch, crop)], 0, 0, 0, 10**9)
+    md5 = {str(sset.root / e["url"]): e["md5sum"] for e in sset.manifest["shardlist"]}
+    spec = TaskSpec(sset.task, tuple(sset.urls), fields, batch, crop, md5=tuple(md5[url] for url in sset.urls))
+    stream = StepStream([spec], 0, 0, 0, 10**9)
     return make_loader(Timed(stream), 1, False), stream
 
 

@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import re
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # what the producer writes
+# Versions the consumer reads, and what changed (decoded values never did: both read as one):
+# 1: the first format.
+# 2: colour's bins.png is written with zlib's run-length strategy: 2% smaller and 3x faster to encode
+#    than the default strategy (0.10 against 0.32 ms per 64x64 target), decoding to the same array.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 TASKS = ("relpos", "color", "exemplar", "motion")
 
 MANIFEST_FILE = "manifest.json"
@@ -133,11 +139,13 @@ def decode_jpeg_bgr(data: bytes) -> np.ndarray:
     return image
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """Lossless PNG of a uint8 or uint16 single-channel image (fixed compression: deterministic)."""
+def encode_png(image: np.ndarray, rle: bool = False) -> bytes:
+    """Lossless PNG of a uint8 or uint16 single-channel image (fixed compression: deterministic); ``rle``:
+    zlib's run-length strategy, for the colour bins (smaller and faster there; see docs/shard-format.md)."""
     if image.dtype not in (np.uint8, np.uint16) or image.ndim != 2:
         raise ValueError(f"PNG fields hold 2-D uint8/uint16 arrays, got {image.dtype} {image.shape}")
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    strategy = cv2.IMWRITE_PNG_STRATEGY_RLE if rle else cv2.IMWRITE_PNG_STRATEGY_DEFAULT
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 6, cv2.IMWRITE_PNG_STRATEGY, strategy])
     if not ok:
         raise ValueError("PNG encoding failed")
     return buf.tobytes()
@@ -151,11 +159,20 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def encode_npy(array: np.ndarray) -> bytes:
+    """``np.save``'s bytes (format 1.0), with the header made once per dtype and shape."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.hasobject:
+        raise ValueError("npy fields hold plain arrays, not Python objects")
+    return _npy_header(array.dtype.str, array.shape) + array.tobytes()
+
+
+@lru_cache(maxsize=64)
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
     import io
 
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
+    np.save(buf, np.empty(shape, np.dtype(dtype)), allow_pickle=False)
+    return buf.getvalue()[: len(buf.getvalue()) - math.prod(shape) * np.dtype(dtype).itemsize]
 
 
 _NPY_HEADER = re.compile(rb"\{'descr': '([<>|=]?[biuf][1248])', 'fortran_order': False, 'shape': \(([0-9, ]*)\), \}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtssl.contract import MANIFEST_FILE, SCHEMA_VERSION, TASKS, decode_sample, md5_file
+from mtssl.contract import MANIFEST_FILE, READABLE_SCHEMA_VERSIONS, TASKS, decode_sample, md5_file
 
 
 class ShardSetError(RuntimeError):
@@ -25,9 +25,9 @@ def load_manifest(shard_dir: Path) -> dict[str, Any]:
         raise ShardSetError(f"{path} is not valid JSON: {exc}") from exc
     if manifest.get("task") not in TASKS:
         raise ShardSetError(f"{path}: unknown task {manifest.get('task')!r}")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
+    if manifest.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise ShardSetError(
-            f"{path}: schema version {manifest.get('schema_version')}, this mtssl reads {SCHEMA_VERSION}"
+            f"{path}: schema version {manifest.get('schema_version')}, this mtssl reads {READABLE_SCHEMA_VERSIONS}"
         )
     return manifest
 

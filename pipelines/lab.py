@@ -28,6 +28,13 @@ def ab_of(lab8: np.ndarray) -> np.ndarray:
     return (lab8[..., 1:].astype(np.int16) - 128).astype(np.int8)
 
 
+def max_abs_ab(lab8: np.ndarray) -> int:
+    """The largest |a| or |b| of an 8-bit Lab image (``abs(ab_of(lab8)).max()``, from each channel's
+    extremes: a tenth of the cost of converting the image to signed ab first)."""
+    extremes = [cv2.minMaxLoc(cv2.extractChannel(lab8, c))[:2] for c in (1, 2)]
+    return int(max(max(128 - low, high - 128) for low, high in extremes))
+
+
 @lru_cache(maxsize=1)
 def nearest_bin_table() -> np.ndarray:
     """(256, 256) uint16: entry [a + 128, b + 128] is the index of the nearest ab bin centre.

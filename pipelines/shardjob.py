@@ -1,7 +1,8 @@
 """Building one shard: the unit of work that runs in-process or as a Ray task.
 
-For the inputs of shard ``i``: load each, run the task's recipe, write the samples with webdataset's
-``TarWriter`` (fixed mtime, so identical inputs give identical bytes) to a temporary name, rename it
+For the inputs of shard ``i``: load each, run the task's recipe, write the samples in webdataset's
+layout, byte for byte what its ``TarWriter`` writes (``pipelines.tarwriter``; fixed mtime, so
+identical inputs give identical bytes) to a temporary name, rename it
 into place, then write the shard's index and reject parts and, last, its stats file, which marks the
 shard done. A kill at any point leaves either a finished shard or nothing that a rerun will trust.
 """
@@ -29,6 +30,7 @@ from pipelines.imageio import load_rgb
 from pipelines.recipes import RECIPES
 from pipelines.recipes.base import RecipeOutput, from_plain
 from pipelines.sources import display_name, name_problem
+from pipelines.tarwriter import ShardWriter
 
 TAR_MTIME = 946684800  # 2000-01-01: a fixed member time keeps the bytes reproducible
 INDEX_SCHEMA = pa.schema(
@@ -179,15 +181,14 @@ class _HashingFile:
 
 
 def write_tar(path: Path, samples: list[tuple[str, RecipeOutput]]) -> tuple[int, str]:
-    """Write samples with webdataset's TarWriter to a temporary file, move it into place; (size, md5)."""
-    from webdataset import TarWriter  # imported here: it is heavy, and only shard writers need it
-
+    """Write samples (webdataset's layout and bytes, see ``pipelines.tarwriter``) to a temporary file,
+    move it into place; (size, md5)."""
     tmp = tmp_path(path)
     with open(tmp, "wb") as stream:
         hashing = _HashingFile(stream)
-        with TarWriter(hashing, encoder=False, mtime=TAR_MTIME) as writer:
+        with ShardWriter(hashing, mtime=TAR_MTIME) as writer:
             for key, output in samples:
-                writer.write({"__key__": key, **output.fields})
+                writer.write(key, output.fields)
     finish(tmp, path)
     return path.stat().st_size, hashing.md5.hexdigest()
 

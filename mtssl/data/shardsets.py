@@ -7,7 +7,7 @@ one :class:`ShardSetError` that says what to do, when it is:
 - missing (a requested task has no set) or unfinished (a task folder without ``manifest.json``);
 - corrupt: unreadable manifest, a listed shard missing or of another size than the manifest says, or
   (``verify=True``) another md5 than the manifest says;
-- of another schema version than this mtssl reads (:data:`mtssl.contract.SCHEMA_VERSION`);
+- of another schema version than this mtssl reads (:data:`mtssl.contract.READABLE_SCHEMA_VERSIONS`);
 - built with options that contradict the run: a patch or view size other than ``--patch-size``, a
   motion crop larger than the stored frames, fewer than 2 exemplar views, no ab prior in a colour set,
   or without the fields the run's input mode reads (checked on the set's first stored sample).
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtssl.contract import MANIFEST_FILE, NUM_AB_BINS, PLAN_FILE, SCHEMA_VERSION, TASK_FIELDS, TASKS, md5_file
+from mtssl.contract import MANIFEST_FILE, NUM_AB_BINS, PLAN_FILE, READABLE_SCHEMA_VERSIONS, TASK_FIELDS, TASKS, md5_file
 
 REQUIRED_KEYS = ("task", "schema_version", "config", "shardlist", "totals")
 
@@ -126,10 +126,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ShardSetError(f"{path} is corrupt (lacks {', '.join(missing)}); rebuild the set with --overwrite")
     if manifest["task"] not in TASKS:
         raise ShardSetError(f"{path}: unknown task {manifest['task']!r}, expected one of {', '.join(TASKS)}")
-    if manifest["schema_version"] != SCHEMA_VERSION:
+    if manifest["schema_version"] not in READABLE_SCHEMA_VERSIONS:
         raise ShardSetError(
-            f"{path}: shard schema version {manifest['schema_version']}, but this mtssl reads version "
-            f"{SCHEMA_VERSION}. Rebuild the set with this version: "
+            f"{path}: shard schema version {manifest['schema_version']}, but this mtssl reads versions "
+            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}. Rebuild the set with this version: "
             f"mtssl-data build {manifest['task']} ... --out {folder} --overwrite"
         )
     return manifest

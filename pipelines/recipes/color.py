@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from mtssl.contract import COLOR_TARGET_STRIDE, NUM_AB_BINS, encode_jpeg, encode_npy, encode_png
-from pipelines.lab import ab_of, quantize_ab, rgb_to_lab8
+from pipelines.lab import ab_of, max_abs_ab, quantize_ab, rgb_to_lab8
 from pipelines.recipes.base import Recipe, RecipeOutput
 from pipelines.resize import resize_short_side
 
@@ -30,7 +30,7 @@ def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ColorConfig) -> 
     y = int(rng.integers(0, resized.shape[0] - cfg.size + 1))
     x = int(rng.integers(0, resized.shape[1] - cfg.size + 1))
     lab = rgb_to_lab8(np.ascontiguousarray(resized[y : y + cfg.size, x : x + cfg.size]))
-    max_ab = int(np.abs(ab_of(lab).astype(np.int16)).max())
+    max_ab = max_abs_ab(lab)
     grayscale = max_ab <= cfg.gray_threshold
     side = cfg.size // COLOR_TARGET_STRIDE
     ab_small = ab_of(cv2.resize(lab, (side, side), interpolation=cv2.INTER_AREA))
@@ -39,7 +39,7 @@ def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ColorConfig) -> 
     params = {"crop": [y, x], "resized": list(resized.shape[:2]), "grayscale": grayscale, "max_ab": max_ab}
     fields = {
         "l.jpg": encode_jpeg(lab[..., 0], cfg.jpeg_quality),
-        "bins.png": encode_png(bins),
+        "bins.png": encode_png(bins, rle=True),
         "ab.npy": encode_npy(ab_small),
     }
     return RecipeOutput(fields=fields, params=params, counts={"ab_counts": counts.astype(np.int64)})

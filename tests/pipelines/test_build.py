@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from mtssl.contract import MANIFEST_FILE, PARTS_DIR, TASK_FIELDS, decode_sample
+from mtssl.contract import MANIFEST_FILE, PARTS_DIR, SCHEMA_VERSION, TASK_FIELDS, decode_sample
 from pipelines.build import build_images
 from pipelines.plan import PlanMismatch
 from pipelines.recipes import RECIPES
@@ -53,7 +53,7 @@ def test_two_ray_workers_build_the_same_bytes_as_one_process(ray_session, sample
 def test_manifest_index_and_rejects(local_builds, task):
     out = local_builds[task]
     manifest = json.loads((out / MANIFEST_FILE).read_text())
-    assert manifest["task"] == task and manifest["schema_version"] == 1
+    assert manifest["task"] == task and manifest["schema_version"] == SCHEMA_VERSION
     assert manifest["__kind__"] == "wids-shard-index-v1"
     assert len(manifest["shardlist"]) == manifest["totals"]["shards"] == 6  # 45 inputs, 8 per shard
     for entry in manifest["shardlist"]:
@@ -169,3 +169,44 @@ def test_build_joins_a_running_ray_cluster_by_address(ray_session, sample_images
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert shard_bytes(out) == shard_bytes(local_builds["exemplar"])
+
+
+def test_shards_are_the_bytes_webdataset_tarwriter_writes():
+    """Plain and pax (long) names, empty and unaligned payloads, the end-of-archive padding."""
+    import io
+
+    import numpy as np
+    import webdataset as wds
+
+    from pipelines.shardjob import TAR_MTIME
+    from pipelines.tarwriter import ShardWriter
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(7):
+        key = "d/" + "k" * (60 + 15 * i) if i % 2 else f"photo_{i:04d}-5c03a48375"
+        fields = {
+            "json": b"{}",
+            "rgb.jpg": rng.bytes(int(rng.integers(0, 3000))),
+            "l.jpg": b"",
+            "mask.png": rng.bytes(512),
+        }
+        samples.append((key, fields))
+    expected, got = io.BytesIO(), io.BytesIO()
+    with wds.TarWriter(expected, encoder=False, mtime=TAR_MTIME) as writer:
+        for key, fields in samples:
+            writer.write({"__key__": key, **fields})
+    with ShardWriter(got, mtime=TAR_MTIME) as writer:
+        for key, fields in samples:
+            writer.write(key, fields)
+    assert got.getvalue() == expected.getvalue()
+
+
+def test_a_shard_job_imports_neither_torch_nor_webdataset():
+    import subprocess
+    import sys
+
+    code = "import sys, pipelines.shardjob; print(sorted({'torch', 'webdataset'} & set(sys.modules)))"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )

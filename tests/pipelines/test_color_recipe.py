@@ -101,3 +101,52 @@ def test_prior_is_a_distribution_over_313_bins():
     assert len(summary["ab_prior"]) == 313
     assert np.isclose(sum(summary["ab_prior"]), 1.0)
     assert np.isclose(summary["ab_prior"][120], 0.75)
+
+
+def test_max_abs_ab_equals_the_signed_ab_maximum():
+    from pipelines.lab import max_abs_ab
+
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        lab = rng.integers(0, 256, (12, 9, 3)).astype(np.uint8)
+        lab[..., 1:] = rng.integers(rng.integers(0, 128), 256 - rng.integers(0, 128), (12, 9, 2))
+        assert max_abs_ab(lab) == int(np.abs(ab_of(lab).astype(np.int16)).max())
+
+
+def test_npy_fields_are_np_save_bytes():
+    import io
+
+    from mtssl.contract import encode_npy
+
+    for array in (np.arange(64 * 64 * 2, dtype=np.int8).reshape(64, 64, 2), np.ones((3, 2), np.uint16)):
+        buf = io.BytesIO()
+        np.save(buf, array, allow_pickle=False)
+        assert encode_npy(array) == buf.getvalue() and encode_npy(array[:, ::-1]) == encode_npy(array[:, ::-1].copy())
+
+
+def test_bins_png_decodes_to_the_bins_whatever_the_zlib_strategy():
+    from mtssl.contract import encode_png
+
+    bins = np.random.default_rng(2).integers(0, 313, (64, 64)).astype(np.uint16)
+    assert np.array_equal(decode_png(encode_png(bins, rle=True)), bins)
+    assert np.array_equal(decode_png(encode_png(bins)), bins)
+
+
+def test_a_reduced_dct_decode_matches_a_full_decode_then_the_same_resize(tmp_path):
+    """The build decodes JPEGs at 1/2, 1/4 or 1/8 scale when the shorter side stays >= the recipe's size
+    (``draft_side``): what the recipe then resizes to its size differs from a full decode resized the
+    same way by under 1 level on average (0.38 measured) and 3 at the 99th percentile (2) on a real photo."""
+    from skimage import data
+
+    from pipelines.imageio import load_rgb
+    from pipelines.resize import resize_short_side
+
+    photo = cv2.resize(data.astronaut(), (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(path), photo[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    for side in (256, 128):
+        reduced = load_rgb(path, draft_side=side).rgb
+        full = load_rgb(path).rgb
+        assert reduced.shape[0] < full.shape[0] and min(reduced.shape[:2]) >= side  # it did decode smaller
+        diff = np.abs(resize_short_side(reduced, side).astype(int) - resize_short_side(full, side).astype(int))
+        assert diff.mean() < 1 and np.percentile(diff, 99) <= 3, (side, diff.mean(), np.percentile(diff, 99))

@@ -55,9 +55,11 @@ def test_a_corrupt_manifest_is_refused(shards):
         open_sets(shards, ["relpos"])
 
 
-def test_another_schema_version_is_refused(shards):
+def test_another_schema_version_is_refused_and_an_older_readable_one_read(shards):
+    edit_manifest(shards / "motion", schema_version=1)  # version 2 changed an encoder, not what decodes
+    assert load_set(shards / "motion").manifest["schema_version"] == 1
     edit_manifest(shards / "motion", schema_version=SCHEMA_VERSION + 1)
-    with pytest.raises(ShardSetError, match=f"schema version {SCHEMA_VERSION + 1}.*reads version {SCHEMA_VERSION}"):
+    with pytest.raises(ShardSetError, match=f"schema version {SCHEMA_VERSION + 1}.*reads versions 1, 2"):
         open_sets(shards, ["motion"])
 
 
