@@ -33,26 +33,41 @@ import torch
 from torch.utils.data import get_worker_info
 
 from mtssl.contract import DECODERS, decode_jpeg_bgr
+from mtssl.data.device_decode import JPEG_KEYS, jpeg_size, pack
 
 IMAGE_FIELDS = ("rgb.jpg", "l.jpg", "mask.png")  # cropped together, in this order of precedence
 EXTRA_FIELDS = {"grayscale": "json"}  # batch keys read from the sample's json, not from a field of their own
 Window = tuple[slice, slice]
 
 
-def decode_raw(raw: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+def decode_raw(raw: Mapping[str, Any], fields: Sequence[str], keep_jpeg: bool = False) -> dict[str, Any]:
     """Decode ``fields`` of one raw sample into arrays in their stored layout (colour stays BGR: the
-    batch writer reorders the planes as it copies them); ValueError when one is missing or corrupt."""
+    batch writer reorders the planes as it copies them); with ``keep_jpeg`` the JPEG fields stay bytes
+    (decoded on the device, ``mtssl.data.device_decode``). ValueError when one is missing or corrupt."""
     missing = [f for f in fields if f not in raw]
     if missing:
         raise ValueError(f"sample {raw.get('__key__')!r} lacks field(s) {missing}")
-    return {f: (decode_jpeg_bgr if f == "rgb.jpg" else DECODERS[f])(raw[f]) for f in fields}
+    out = {}
+    for f in fields:
+        if keep_jpeg and f in JPEG_KEYS:
+            jpeg_size(raw[f])  # a truncated or foreign payload is refused here, not on the device
+            out[f] = bytes(raw[f])
+        else:
+            out[f] = (decode_jpeg_bgr if f == "rgb.jpg" else DECODERS[f])(raw[f])
+    return out
+
+
+def image_size(decoded: Mapping[str, Any]) -> tuple[int, int]:
+    """(height, width) of a sample's first image field, from its pixels or, still encoded, its header."""
+    value = next(decoded[f] for f in IMAGE_FIELDS if f in decoded)
+    return jpeg_size(value) if isinstance(value, bytes) else value.shape[:2]
 
 
 def crop_window(decoded: Mapping[str, Any], side: int | None, rng: np.random.Generator | None) -> Window:
     """The same ``side`` x ``side`` window for every image field (frames and masks stay aligned): random
     when ``rng`` is given, central when it is None (validation), the whole image when ``side`` is None.
     The draws (row, then column) are those of the earlier per-sample crop, so seeded streams are unchanged."""
-    height, width = next(decoded[f].shape[:2] for f in IMAGE_FIELDS if f in decoded)
+    height, width = image_size(decoded)
     if side is None:
         return slice(0, height), slice(0, width)
     if side > min(height, width):
@@ -69,6 +84,8 @@ def slot_shapes(decoded: Mapping[str, Any], window: Window) -> dict[str, tuple[t
     """Batch key -> (shape of one sample's slot, dtype), from a decoded sample and its crop window."""
     shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
     for field, array in decoded.items():
+        if isinstance(array, bytes):  # a JPEG left for the device: no slot
+            continue
         if field in IMAGE_FIELDS:
             height, width = array[window].shape[:2]
             channels = 3 if field == "rgb.jpg" else 1
@@ -102,6 +119,8 @@ def put(arrays: Mapping[str, np.ndarray], index: int, decoded: Mapping[str, Any]
     """Write one decoded sample into slot ``index`` of a batch's numpy views (ValueError on a shape that
     differs from the batch's)."""
     for field, value in decoded.items():
+        if isinstance(value, bytes):
+            continue
         if field == "rgb.jpg":
             _put_planes(arrays["rgb"][index], value[window])
         elif field in IMAGE_FIELDS:
@@ -194,32 +213,48 @@ class BatchDecoder:
     def __init__(
         self, fields: Sequence[str], batch_size: int, crop: int | None = None,
         rng: np.random.Generator | None = None, ring: BatchRing | None = None, limit: int = 100,
+        keep_jpeg: bool = False,
     ) -> None:  # fmt: skip
         self.fields, self.batch_size, self.crop, self.rng, self.limit = tuple(fields), batch_size, crop, rng, limit
-        self.ring, self.failures = ring, 0
+        self.ring, self.failures, self.keep_jpeg = ring, 0, keep_jpeg
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, torch.Tensor]]:
         batch: dict[str, torch.Tensor] = {}
         arrays: dict[str, np.ndarray] = {}
+        encoded: list[tuple[dict[str, Any], Window]] = []  # JPEGs left for the device, with their crops
         index = 0
         for raw in src:
             try:
-                decoded = decode_raw(raw, self.fields)
+                decoded = decode_raw(raw, self.fields, self.keep_jpeg)
                 window = crop_window(decoded, self.crop, self.rng)
                 if index == 0:
                     batch = self._new_batch(slot_shapes(decoded, window))
                     arrays = {key: tensor.numpy() for key, tensor in batch.items()}
+                    encoded = []
                 put(arrays, index, decoded, window)
             except ValueError as exc:
                 self._failed(raw, exc)
                 continue
             self.failures = 0
             index += 1
+            if self.keep_jpeg:
+                encoded.append(({f: v for f, v in decoded.items() if isinstance(v, bytes)}, window))
             if index == self.batch_size:
                 if self.ring:
                     self.ring.hand_over()
-                yield batch
+                yield batch | self._encoded_fields(encoded) if self.keep_jpeg else batch
                 index = 0
+
+    def _encoded_fields(self, encoded: list[tuple[dict[str, Any], Window]]) -> dict[str, torch.Tensor]:
+        """The batch's JPEG bytes (``k.jpeg``, ``k.jpeg_sizes``) and crops (``k.jpeg_window``)."""
+        out: dict[str, torch.Tensor] = {}
+        for field in encoded[0][0]:
+            key = JPEG_KEYS[field]
+            out[f"{key}.jpeg"], out[f"{key}.jpeg_sizes"] = pack([fields[field] for fields, _ in encoded])
+            if self.crop is not None:
+                boxes = [(y.start, x.start, y.stop - y.start, x.stop - x.start) for _, (y, x) in encoded]
+                out[f"{key}.jpeg_window"] = torch.tensor(boxes, dtype=torch.int64)
+        return out
 
     def _new_batch(self, shapes: Shapes) -> dict[str, torch.Tensor]:
         return self.ring.take(shapes, self.batch_size) if self.ring else empty_batch(shapes, self.batch_size)

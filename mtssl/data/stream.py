@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mtssl.contract import TASKS
 from mtssl.data.batching import EXTRA_FIELDS, BatchDecoder, BatchRing
+from mtssl.data.device_decode import RAW_SUFFIXES, Decoder, decode_on_device
 from mtssl.inputs import BATCH_KEYS
 
 Bundle = dict[str, dict[str, torch.Tensor]]
@@ -69,6 +70,7 @@ class TaskSpec:
     crop: int | None = None  # side of a random square crop of every image field (motion frames)
     buffer: int = 500  # shuffle buffer, in samples (raw bytes of the selected fields)
     md5: tuple[str, ...] = ()  # the manifest's md5 of each url: checked as each shard is read (empty: no check)
+    keep_jpeg: bool = False  # hand JPEG fields over as bytes, decoded on the device (mtssl.data.device_decode)
 
 
 class ShardHealth:
@@ -253,7 +255,9 @@ def task_pipeline(
         wds.ResampledShards(list(spec.urls), seed=shard_seed, worker_seed=lambda: 0, deterministic=True),
         tar_stage(spec.urls, spec.fields, spec.md5, spec.task, health),
         wds.shuffle(spec.buffer, initial=min(spec.buffer, 100), seed=shuffle_seed),
-        BatchDecoder(spec.fields, spec.batch_size, spec.crop, np.random.default_rng(crop_seed), ring),
+        BatchDecoder(
+            spec.fields, spec.batch_size, spec.crop, np.random.default_rng(crop_seed), ring, keep_jpeg=spec.keep_jpeg
+        ),
     ]
     return wds.DataPipeline(*stages)
 
@@ -360,12 +364,17 @@ def make_loader(stream: StepStream, workers: int, pin_memory: bool, prefetch: in
     )
 
 
-def to_device(bundle: Bundle, device: torch.device) -> Bundle:
-    """Copy a bundle to ``device`` (asynchronously from pinned memory on CUDA). A bundle whose batches sit
-    in a worker's ring is always copied, on the CPU too, so that its slots can be released right after."""
-    non_blocking = device.type == "cuda"
-    copy = RING_KEY in bundle
-    return {
-        task: {key: value.to(device, non_blocking=non_blocking, copy=copy) for key, value in batch.items()}
-        for task, batch in batches_of(bundle).items()
-    }
+def to_device(bundle: Bundle, device: torch.device, decoder: Decoder | None = None) -> Bundle:
+    """Copy a bundle to ``device`` (asynchronously from pinned memory on CUDA), decoding there the JPEGs
+    handed over as bytes (``TaskSpec.keep_jpeg``; ``decoder``: see ``decode_on_device``). A bundle whose
+    batches sit in a worker's ring is always copied, on the CPU too, so that its slots can be released
+    right after."""
+    non_blocking, copy = device.type == "cuda", RING_KEY in bundle
+    out = {}
+    for task, batch in batches_of(bundle).items():
+        moved = {
+            key: value if key.endswith(RAW_SUFFIXES) else value.to(device, non_blocking=non_blocking, copy=copy)
+            for key, value in batch.items()
+        }  # JPEG bytes stay on the host, where the decoders read them (they are never in a ring)
+        out[task] = decode_on_device(moved, device, decoder)
+    return out

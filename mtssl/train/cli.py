@@ -64,6 +64,9 @@ def main(
     shuffle_buffer: Annotated[int, _opt("Shuffle buffer per task and worker, in samples.", DATA, min=1)] = (
         D.shuffle_buffer
     ),
+    jpeg_decode: Annotated[
+        str, _opt("Where JPEGs are decoded: cpu (loader workers) or device (nvJPEG on CUDA).", DATA)
+    ] = D.jpeg_decode,
     depth: Annotated[int, _opt("Trunk depth: 18, 50 or 101 (paper: 101).", NET)] = D.depth,
     width: Annotated[int, _opt("Trunk root width (paper: 64).", NET, min=1)] = D.width,
     input_mode: Annotated[str, _opt("harmonized (L for every task) or native.", NET)] = D.input_mode,

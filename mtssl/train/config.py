@@ -38,6 +38,7 @@ RESUME_MAY_CHANGE = frozenset(
         "device",
         "check_shards",
         "max_bad_fraction",
+        "jpeg_decode",
     }
 )
 RESUME_MAY_CHANGE |= {"val_every"}
@@ -62,6 +63,7 @@ class TrainConfig:
     motion_crop: int | None = None  # square crop side of motion frames; None: the frames' shorter side
     workers: int = 4  # DataLoader workers per rank (all tasks)
     shuffle_buffer: int = 500  # samples per task per worker
+    jpeg_decode: str = "cpu"  # "device": loader workers hand over JPEG bytes, nvJPEG decodes them (CUDA)
     verify: bool = False  # md5 of every shard before training
     check_shards: bool = True  # md5 of every shard as the loader reads it: damaged ones are skipped, counted
     max_bad_fraction: float = 0.01  # stop when more than this share of a task's shard reads is damaged
@@ -108,6 +110,7 @@ class TrainConfig:
         check(self.decay in DECAYS, f"--decay must be one of {DECAYS}, got {self.decay!r}")
         check(self.distributed in DIST_MODES, f"--distributed must be one of {DIST_MODES}, got {self.distributed!r}")
         check(self.input_mode in MODES, f"--input-mode must be one of {MODES}, got {self.input_mode!r}")
+        check(self.jpeg_decode in ("cpu", "device"), f"--jpeg-decode must be cpu or device, got {self.jpeg_decode!r}")
         unknown = sorted(set(self.tasks or ()) - set(TASKS)) + sorted(set(self.task_batch) - set(TASKS))
         check(not unknown, f"unknown task(s) {unknown}; tasks are {', '.join(TASKS)}")
         check(self.tasks is None or len(self.tasks) > 0, "--tasks must name at least one task")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtssl.data.device_decode import require_backend
 from mtssl.data.shardsets import RunNeeds, ShardSet, ShardSetError, check_run, manifest_hashes, open_sets
 from mtssl.data.stream import HEALTH_KEY, StepStream, TaskSpec, fields_for, fixed_batches, make_loader, to_device
 from mtssl.model import MultiTaskNet, NetworkConfig
@@ -47,6 +48,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     seed_everything(cfg.seed)  # the same initial network on every rank; data and augmentations are per rank
     if env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    if cfg.jpeg_decode == "device":
+        try:
+            require_backend()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     out = Path(cfg.out)
     try:
         found = ckpt.load_latest(out) if resume else None
@@ -94,7 +100,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     # ============ data: one stream of every task this rank trains, and held-out validation batches ============
     splits = {task: sset.split(cfg.val_shards) for task, sset in sets.items()}
-    specs = [task_spec(cfg, sets[task], net, splits[task][0]) for task in my_tasks]
+    specs = [task_spec(cfg, sets[task], net, splits[task][0], cfg.jpeg_decode == "device") for task in my_tasks]
     val = validation_batches(cfg, sets, net, splits) if env.is_main else {}
     stream = StepStream(specs, cfg.seed, env.rank, start, cfg.save_every)
     loader = make_loader(stream, cfg.workers, pin_memory=env.device.type == "cuda")
@@ -209,7 +215,9 @@ def build_network(cfg: TrainConfig, sets: dict[str, ShardSet]) -> MultiTaskNet:
     return MultiTaskNet(network, task_configs, prior)
 
 
-def task_spec(cfg: TrainConfig, sset: ShardSet, net: MultiTaskNet, urls: list[str]) -> TaskSpec:
+def task_spec(
+    cfg: TrainConfig, sset: ShardSet, net: MultiTaskNet, urls: list[str], keep_jpeg: bool = False
+) -> TaskSpec:
     batch = cfg.batch_for(sset.task)
     if sset.task == "exemplar" and batch < 2:
         raise ConfigError("exemplar's triplet loss needs at least 2 images per batch: raise --task-batch exemplar")
@@ -219,7 +227,7 @@ def task_spec(cfg: TrainConfig, sset: ShardSet, net: MultiTaskNet, urls: list[st
     md5 = {str(sset.root / e["url"]): e["md5sum"] for e in sset.manifest["shardlist"]} if cfg.check_shards else {}
     checksums = tuple(md5[url] for url in urls) if md5 else ()
     fields = fields_for(net.keys(sset.task))
-    return TaskSpec(sset.task, tuple(urls), fields, batch, crop, cfg.shuffle_buffer, checksums)
+    return TaskSpec(sset.task, tuple(urls), fields, batch, crop, cfg.shuffle_buffer, checksums, keep_jpeg)
 
 
 def validation_batches(
