@@ -9,6 +9,8 @@ Three rates per task, in samples per second of one core:
   the worker's shared batch ring (``mtssl.data.batching``) -> (motion) random 256-px crop; the main
   process copies each bundle off the ring and releases it, as the trainer does (``to_device`` on CPU).
   Each shard's md5 is checked as the trainer checks it by default (once per shard per worker).
+* loader, JPEG bytes: the same, as ``--jpeg-decode device`` runs it: JPEG fields handed over as bytes
+  for nvJPEG to decode on the GPU (not decoded here), every other field decoded in the worker.
 * decode limit: the same stored fields of the same shards, read into memory once, then decoded with
   the same decoders in a tight loop in this process: what the loader would give if it did nothing but
   decode the pixels it must decode. The loader's target is 70% of it.
@@ -45,13 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from common import print_machine, print_table, write_json, write_tree
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mtssl.data.batching import IMAGE_FIELDS, crop_window, decode_raw
 from mtssl.data.shardsets import ShardSet, load_set
-from mtssl.data.stream import StepStream, TaskSpec, fields_for, init_worker, make_loader, tar_members, to_device
+from mtssl.data.stream import StepStream, TaskSpec, batches_of, fields_for, init_worker, make_loader, tar_members
 from mtssl.inputs import batch_from_samples
 from mtssl.model import MultiTaskNet, NetworkConfig
 from pipelines.build import build_images, build_videos, plan_video_build
@@ -62,7 +63,6 @@ from pipelines.recipes.relpos import RelposConfig
 
 TASKS = ("relpos", "color", "exemplar", "motion")
 LIMIT_TARGET = 0.7  # the loader's share of its decode limit (the loader issue's goal)
-CPU = torch.device("cpu")
 MOTION_CROP = 256
 
 
@@ -189,21 +189,28 @@ class Timed(IterableDataset):
             yield item, time.process_time()
 
 
-def shard_loader(sset: ShardSet, fields: tuple[str, ...], batch: int) -> tuple[DataLoader, StepStream]:
+def shard_loader(
+    sset: ShardSet, fields: tuple[str, ...], batch: int, keep_jpeg: bool = False
+) -> tuple[DataLoader, StepStream]:
     """The trainer's loader (``make_loader`` over a ``StepStream``) with one worker, for one task, with the
-    trainer's default md5 check of every shard (hashed once per shard per worker)."""
+    trainer's default md5 check of every shard (hashed once per shard per worker); ``keep_jpeg``: as
+    ``--jpeg-decode device`` runs it (JPEG fields handed over as bytes)."""
     crop = MOTION_CROP if sset.task == "motion" else None
     md5 = {str(sset.root / e["url"]): e["md5sum"] for e in sset.manifest["shardlist"]}
-    spec = TaskSpec(sset.task, tuple(sset.urls), fields, batch, crop, md5=tuple(md5[url] for url in sset.urls))
+    checksums = tuple(md5[url] for url in sset.urls)
+    spec = TaskSpec(sset.task, tuple(sset.urls), fields, batch, crop, md5=checksums, keep_jpeg=keep_jpeg)
     stream = StepStream([spec], 0, 0, 0, 10**9)
     return make_loader(Timed(stream), 1, False), stream
 
 
 def trainer_side(stream: StepStream):
-    """What the trainer's process does with each bundle: copy it off the ring, give the slots back."""
+    """What the trainer's process does with each bundle: copy it off the ring, give the slots back (JPEG
+    bytes are not decoded here: on a GPU that is nvJPEG's work, not the loader's)."""
 
     def consume(bundle: dict[str, Any]) -> None:
-        to_device(bundle, CPU)
+        for batch in batches_of(bundle).values():
+            for value in batch.values():
+                value.clone()  # to_device's copy on the CPU
         stream.release(bundle)
 
     return consume
@@ -273,8 +280,10 @@ def profile_stream(sset: ShardSet, fields: tuple[str, ...], batch: int, top: int
 def measure(task: str, sset: ShardSet, images: Path, videos: Path, args: argparse.Namespace) -> dict[str, float]:
     fields = task_fields(task)
     loader, stream = shard_loader(sset, fields, args.batch)
+    raw_loader, raw_stream = shard_loader(sset, fields, args.batch, keep_jpeg=True)
     sides = {
         "loader": (iter(loader), trainer_side(stream)),
+        "loader_jpeg_bytes": (iter(raw_loader), trainer_side(raw_stream)),
         "decode_limit": (decode_loop(raw_samples(sset, fields), fields)(args.batch), None),
         "fly": (iter(onthefly_loader(sset, images, videos, fields, args.batch)), None),
     }
@@ -288,6 +297,7 @@ def measure(task: str, sset: ShardSet, images: Path, videos: Path, args: argpars
         "loader_over_limit": best["loader_per_s"] / best["decode_limit_per_s"],
         "loader_over_limit_cpu": best["loader_cpu_per_s"] / best["decode_limit_cpu_per_s"],
         "loader_over_fly": best["loader_per_s"] / best["fly_per_s"],
+        "jpeg_bytes_over_loader_cpu": best["loader_jpeg_bytes_cpu_per_s"] / best["loader_cpu_per_s"],
     }
     figures = {k: round(v, 1) for k, v in best.items()} | {k: round(v, 3) for k, v in ratios.items()}
     return figures | {"bytes_per_sample": round(float(sset.manifest["totals"]["bytes_per_sample"]))}
@@ -302,6 +312,7 @@ def row(task: str, r: dict[str, float]) -> list[str]:
         "yes" if min(r["loader_over_limit"], r["loader_over_limit_cpu"]) >= LIMIT_TARGET else "NO",
         f"{r['fly_per_s']:.0f} ({r['fly_cpu_per_s']:.0f})",
         f"{r['loader_over_fly']:.1f}x",
+        f"{r['loader_jpeg_bytes_cpu_per_s']:.0f}",
         f"{r['bytes_per_sample'] / 1e3:.0f} KB, {r['bytes_per_sample'] * r['loader_per_s'] / 1e6:.0f} MB/s",
     ]
 
@@ -326,6 +337,7 @@ def main() -> None:
             results[task] = measure(task, sets[task], images, videos, args)
     print(f"\nsamples/s of one core (per CPU second in brackets), batches of {args.batch}, harmonized input\n")
     headers = ["task", "loader", "decode limit", "loader / limit", f">= {LIMIT_TARGET}", "on the fly", "loader / fly"]
+    headers.append("JPEG bytes /cpu-s")
     print_table([*headers, "stored per sample, read at"], [row(task, r) for task, r in results.items()])
     if args.json:
         write_json(args.json, {"benchmark": "loader", "batch": args.batch, "tasks": results})

@@ -117,7 +117,7 @@ class _WorkerClock(torch.utils.data.IterableDataset):
 
 
 def paper_bundle(batch: int, device: str = "cpu") -> dict[str, dict[str, torch.Tensor]]:
-    """Stored-format batches at the paper-default sizes (harmonized mode)."""
+    """Stored-format batches at the paper-default sizes (the fields each task reads)."""
     g = torch.Generator().manual_seed(0)
 
     def img(*shape: int) -> torch.Tensor:
@@ -126,15 +126,15 @@ def paper_bundle(batch: int, device: str = "cpu") -> dict[str, dict[str, torch.T
     ab = torch.randint(-40, 41, (batch, 2, 64, 64), dtype=torch.int8, generator=g).to(device)
     mask = (torch.rand(batch, 1, 256, 256, generator=g) > 0.7).to(torch.uint8).mul(255).to(device)
     return {
-        "relpos": {"l": img(1, 288, 288)},
+        "relpos": {"rgb": img(3, 288, 288)},
         "color": {
             "l": img(1, 256, 256),
             "ab": ab,
             "bins": torch.randint(0, 313, (batch, 64, 64)).to(device),
             "grayscale": torch.zeros(batch, dtype=torch.bool, device=device),
         },
-        "exemplar": {"l": img(1, 96, 384)},
-        "motion": {"l": img(1, 256, 256), "mask": mask},
+        "exemplar": {"rgb": img(3, 96, 384)},
+        "motion": {"rgb": img(3, 256, 256), "mask": mask},
     }
 
 
