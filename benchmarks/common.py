@@ -129,6 +129,14 @@ def commit() -> str:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
 
 
+def command_line() -> str:
+    """This run's command as typed from the repository root (``.venv/bin/python benchmarks/...``)."""
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parents[1]
+    shown = script.relative_to(root) if script.is_relative_to(root) else script
+    return " ".join([".venv/bin/python", str(shown), *sys.argv[1:]])
+
+
 def write_json(path: Path, figures: dict[str, Any]) -> None:
     """A benchmark's figures with the machine, the commit, the command and the date, for
     ``render_benchmarks.py`` to turn into docs/benchmarks.md."""
@@ -138,7 +146,7 @@ def write_json(path: Path, figures: dict[str, Any]) -> None:
     record = {
         "machine": machine_info(),
         "commit": commit(),
-        "command": f"{Path(sys.executable).name} {' '.join(sys.argv)}",
+        "command": command_line(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         **figures,
     }
