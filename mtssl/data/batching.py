@@ -128,7 +128,7 @@ def put(arrays: Mapping[str, np.ndarray], index: int, decoded: Mapping[str, Any]
         elif field == "bins.png":
             _copy(arrays["bins"][index], value, field)
         elif field == "ab.npy":
-            _copy(arrays["ab"][index], np.moveaxis(value, 2, 0), field)
+            _copy(arrays["ab"][index], value.transpose(2, 0, 1), field)
         elif field == "json" and "grayscale" in arrays:
             arrays["grayscale"][index] = bool(value["grayscale"])
 

@@ -137,18 +137,18 @@ def _members(data: bytes, path: str, wanted: set[str], checked: bool = False) ->
     """:func:`tar_members` over a shard's bytes; ``checked``: its md5 matched the manifest's, so the
     header checksums (which only a damaged file fails) are not summed again."""
     long_name, pos, end = None, 0, len(data)
-    while pos + 512 <= end and (header := data[pos : pos + 512]) != _ZERO_BLOCK:
-        if header[257:262] != b"ustar" or not (checked or _checksum_ok(header)):
+    while pos + 512 <= end and data[pos : pos + 512] != _ZERO_BLOCK:
+        if data[pos + 257 : pos + 262] != b"ustar" or not (checked or _checksum_ok(data[pos : pos + 512])):
             raise ValueError(f"{path}: damaged tar header at byte {pos}")
-        size, kind = _octal(header[124:136]), header[156:157]
-        start, pos = pos + 512, pos + 512 + ((size + 511) & ~511)
+        size, kind = _octal(data[pos + 124 : pos + 136]), data[pos + 156 : pos + 157]
+        header, start, pos = pos, pos + 512, pos + 512 + ((size + 511) & ~511)
         if pos > end:
-            raise ValueError(f"{path}: member at byte {start - 512} runs past the end of the shard")
+            raise ValueError(f"{path}: member at byte {header} runs past the end of the shard")
         if kind == b"x":  # pax extended header: may carry the next member's long name
             records = data[start : start + size].decode("utf-8", "replace")
             long_name = next((r.split("=", 1)[1] for r in records.split("\n") if " path=" in r), None)
             continue
-        name = long_name or _ustar_name(header)
+        name = long_name or _ustar_name(data, header)
         long_name = None
         base = name.rsplit("/", 1)[-1]
         key, _, field = base.partition(".")
@@ -168,10 +168,11 @@ def _checksum_ok(header: bytes) -> bool:
     return stored == sum(header) - sum(header[148:156]) + 8 * 32
 
 
-def _ustar_name(header: bytes) -> str:
+def _ustar_name(data: bytes, at: int = 0) -> str:
+    """The member name of the ustar header at byte ``at`` (its prefix field joined on when set)."""
     try:
-        name = header[0:100].split(b"\0", 1)[0].decode("utf-8")
-        prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8")
+        name = data[at : at + 100].split(b"\0", 1)[0].decode("utf-8")
+        prefix = data[at + 345 : at + 500].split(b"\0", 1)[0].decode("utf-8") if data[at + 345] else ""
     except UnicodeDecodeError as exc:
         raise ValueError(f"member name is not UTF-8: {exc}") from None
     return f"{prefix}/{name}" if prefix else name
