@@ -174,7 +174,7 @@ def onthefly_loader(sset: ShardSet, images: Path, videos: Path, fields: tuple[st
 def _index_rows(sset: ShardSet) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
-    return pq.read_table(sset.root / "index.parquet").to_pylist()
+    return pq.read_table(Path(sset.root) / "index.parquet").to_pylist()
 
 
 class Timed(IterableDataset):
@@ -200,7 +200,7 @@ def shard_loader(
     trainer's default md5 check of every shard (hashed once per shard per worker); ``keep_jpeg``: as
     ``--jpeg-decode device`` runs it (JPEG fields handed over as bytes)."""
     crop = MOTION_CROP if sset.task == "motion" else None
-    md5 = {str(sset.root / e["url"]): e["md5sum"] for e in sset.manifest["shardlist"]}
+    md5 = sset.md5_by_url()
     checksums = tuple(md5[url] for url in sset.urls)
     spec = TaskSpec(sset.task, tuple(sset.urls), fields, batch, crop, md5=checksums, keep_jpeg=keep_jpeg)
     stream = StepStream([spec], 0, 0, 0, 10**9)

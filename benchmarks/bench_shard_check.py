@@ -51,7 +51,7 @@ def main() -> None:
     for folder in sorted(p for p in args.shards.iterdir() if (p / "manifest.json").is_file()):
         sset = load_set(folder)
         urls = tuple(sset.urls)
-        md5 = {str(sset.root / e["url"]): e["md5sum"] for e in sset.manifest["shardlist"]}
+        md5 = sset.md5_by_url()
         fields = TASK_FIELDS[sset.task]
         crop = 160 if sset.task == "motion" else None  # motion frames differ in size: the preset's crop
         checked = TaskSpec(sset.task, urls, fields, 16, crop, 64, tuple(md5[u] for u in urls))

@@ -12,7 +12,8 @@ one :class:`ShardSetError` that says what to do, when it is:
   motion crop larger than the stored frames, fewer than 2 exemplar views, no ab prior in a colour set,
   or without the fields the run's input mode reads (checked on the set's first stored sample).
 
-Nothing here imports torch or webdataset.
+A set may live in a local folder or at an fsspec URL (``s3://bucket/prefix/color``): see
+``mtssl.data.locations``. Nothing here imports torch or webdataset.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mtssl.contract import MANIFEST_FILE, NUM_AB_BINS, PLAN_FILE, READABLE_SCHEMA_VERSIONS, TASK_FIELDS, TASKS, md5_file
+from mtssl.data.locations import LocationError, is_dir, is_file, is_url, join, read_bytes, resolve, size, subfolders
 
 REQUIRED_KEYS = ("task", "schema_version", "config", "shardlist", "totals")
 
@@ -39,14 +41,18 @@ class ShardSet:
     """A checked shard set: its folder, its manifest and the hash of the manifest's bytes."""
 
     task: str
-    root: Path
+    root: str  # an absolute folder path or a URL (mtssl.data.locations)
     manifest: dict[str, Any]
     manifest_hash: str
 
     @property
     def urls(self) -> list[str]:
         """Absolute paths of the non-empty shards (an empty shard would only stall a resampled stream)."""
-        return [str(self.root / s["url"]) for s in self.manifest["shardlist"] if s["nsamples"] > 0]
+        return [join(self.root, s["url"]) for s in self.manifest["shardlist"] if s["nsamples"] > 0]
+
+    def md5_by_url(self) -> dict[str, str]:
+        """Shard location -> the manifest's md5 of it."""
+        return {join(self.root, e["url"]): e["md5sum"] for e in self.manifest["shardlist"]}
 
     def split(self, val_shards: int) -> tuple[list[str], list[str]]:
         """(train, validation) shard paths: the last ``val_shards`` full shards are held out.
@@ -62,7 +68,7 @@ class ShardSet:
         held = set(full[-val_shards:]) if val_shards > 0 else set()
         if len(entries) - len(held) < 2:
             held = set()
-        urls = [str(self.root / e["url"]) for e in entries]
+        urls = [join(self.root, e["url"]) for e in entries]
         return [u for i, u in enumerate(urls) if i not in held], [u for i, u in enumerate(urls) if i in held]
 
     @property
@@ -81,44 +87,48 @@ class ShardSet:
         return f"mtssl-data build {self.task} ... --out {self.root} --overwrite"
 
 
-def file_hash(path: Path) -> str:
+def file_hash(path: str | Path) -> str:
     """First 16 hex digits of the SHA-256 of a file's bytes (identical builds give identical manifests)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(read_bytes(path)).hexdigest()[:16]
 
 
 # ---- finding sets ------------------------------------------------------------------------------------
 
 
-def discover(shards: Path) -> dict[str, Path]:
-    """Task -> set folder for every manifest in ``shards`` or one level below; refuses unfinished task folders."""
-    shards = Path(shards)
-    if not shards.is_dir():
+def discover(shards: str | Path) -> dict[str, str]:
+    """Task -> set location for every manifest in ``shards`` or one level below; refuses unfinished task folders."""
+    if not is_dir(shards):
         raise ShardSetError(f"{shards} is not a folder: pass --shards the folder that holds the shard sets")
-    if (shards / MANIFEST_FILE).exists():
-        return {read_manifest(shards)["task"]: shards}
-    found: dict[str, Path] = {}
-    for folder in sorted(p for p in shards.iterdir() if p.is_dir()):
-        if not (folder / MANIFEST_FILE).exists():
-            if folder.name in TASKS and ((folder / PLAN_FILE).exists() or any(folder.glob("*.tar"))):
-                found.setdefault(folder.name, folder)  # unfinished: load_set says so if the run needs it
+    if is_file(join(shards, MANIFEST_FILE)):
+        return {read_manifest(shards)["task"]: resolve(shards)}
+    found: dict[str, str] = {}
+    for folder in subfolders(shards):
+        name = folder.rstrip("/").rsplit("/", 1)[-1]
+        if not is_file(join(folder, MANIFEST_FILE)):
+            if name in TASKS and (is_file(join(folder, PLAN_FILE)) or _holds_tars(folder)):
+                found.setdefault(name, folder)  # unfinished: load_set says so if the run needs it
             continue
         task = read_manifest(folder)["task"]
-        if task in found and (found[task] / MANIFEST_FILE).exists():
+        if task in found and is_file(join(found[task], MANIFEST_FILE)):
             raise ShardSetError(f"two {task} shard sets under {shards}: {found[task]} and {folder}; keep one")
         found[task] = folder
     return found
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def _holds_tars(folder: str) -> bool:
+    return not is_url(folder) and any(Path(folder).glob("*.tar"))
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
     """Parse and sanity-check ``folder/manifest.json`` (keys, task, schema version)."""
-    path = Path(folder) / MANIFEST_FILE
-    if not path.exists():
+    path = join(folder, MANIFEST_FILE)
+    if not is_file(path):
         raise ShardSetError(
             f"{folder} has no {MANIFEST_FILE}: the build did not finish. Rerun the same `mtssl-data build` "
             "command to complete it (finished shards are kept)"
         )
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_bytes(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ShardSetError(f"{path} is corrupt (not valid JSON: {exc}); rebuild the set with --overwrite") from exc
     missing = [key for key in REQUIRED_KEYS if key not in manifest] if isinstance(manifest, dict) else REQUIRED_KEYS
@@ -139,12 +149,13 @@ def check_shards(sset: ShardSet, verify: bool = False) -> None:
     """Every listed shard is present with the manifest's size (and md5 with ``verify``)."""
     problems = []
     for entry in sset.manifest["shardlist"]:
-        path = sset.root / entry["url"]
-        if not path.is_file():
+        path = join(sset.root, entry["url"])
+        found = size(path)
+        if found is None:
             problems.append(f"{entry['url']} is missing")
-        elif path.stat().st_size != entry["filesize"]:
-            problems.append(f"{entry['url']} has {path.stat().st_size} bytes, the manifest says {entry['filesize']}")
-        elif verify and md5_file(path) != entry["md5sum"]:
+        elif found != entry["filesize"]:
+            problems.append(f"{entry['url']} has {found} bytes, the manifest says {entry['filesize']}")
+        elif verify and _md5(path) != entry["md5sum"]:
             problems.append(f"{entry['url']} fails its md5 check")
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
@@ -156,23 +167,34 @@ def check_shards(sset: ShardSet, verify: bool = False) -> None:
         raise ShardSetError(f"{sset.task} shard set {sset.root} holds no samples; build it from more inputs")
 
 
-def load_set(folder: Path, verify: bool = False) -> ShardSet:
-    """Read and check one set (manifest, schema, shards present with the right sizes)."""
-    manifest = read_manifest(folder)
-    sset = ShardSet(manifest["task"], Path(folder).resolve(), manifest, file_hash(Path(folder) / MANIFEST_FILE))
-    check_shards(sset, verify)
+def _md5(path: str) -> str:
+    return hashlib.md5(read_bytes(path)).hexdigest() if is_url(path) else md5_file(path)
+
+
+def load_set(folder: str | Path, verify: bool = False) -> ShardSet:
+    """Read and check one set (manifest, schema, shards present with the right sizes); ``folder`` may be
+    a URL. A location that cannot be read (missing bucket, refused credentials) is a ShardSetError."""
+    try:
+        manifest = read_manifest(folder)
+        sset = ShardSet(manifest["task"], resolve(folder), manifest, file_hash(join(folder, MANIFEST_FILE)))
+        check_shards(sset, verify)
+    except LocationError as exc:
+        raise ShardSetError(str(exc)) from None
     return sset
 
 
-def open_sets(shards: Path, tasks: Sequence[str] | None = None, verify: bool = False) -> dict[str, ShardSet]:
+def open_sets(shards: str | Path, tasks: Sequence[str] | None = None, verify: bool = False) -> dict[str, ShardSet]:
     """The checked sets of ``tasks`` (all found when None), in the contract's task order."""
-    found = discover(shards)
+    try:
+        found = discover(shards)
+    except LocationError as exc:
+        raise ShardSetError(str(exc)) from None
     unknown = sorted(set(tasks or ()) - set(TASKS))
     if unknown:
         raise ShardSetError(f"unknown task(s) {', '.join(unknown)}; tasks are {', '.join(TASKS)}")
     wanted = [t for t in TASKS if t in (tasks or found)]
     missing = [t for t in wanted if t not in found]
-    unfinished = [Path(shards)] if (Path(shards) / PLAN_FILE).is_file() and not found else []
+    unfinished = [shards] if not found and is_file(join(shards, PLAN_FILE)) else []
     if unfinished:
         raise ShardSetError(
             f"{unfinished[0]} holds a build without its {MANIFEST_FILE}: the build did not finish, or the file "
@@ -183,7 +205,7 @@ def open_sets(shards: Path, tasks: Sequence[str] | None = None, verify: bool = F
         have = ", ".join(f"{t} ({found[t]})" for t in TASKS if t in found) or "none"
         raise ShardSetError(
             f"no {', '.join(missing)} shard set under {shards} (found: {have}). Build it with "
-            f"`mtssl-data build {missing[0]} ... --out {Path(shards) / missing[0]}` or leave it out of --tasks"
+            f"`mtssl-data build {missing[0]} ... --out {join(shards, missing[0])}` or leave it out of --tasks"
         )
     if not wanted:
         raise ShardSetError(f"no shard set under {shards}: build one with `mtssl-data build TASK --out {shards}/TASK`")
@@ -203,12 +225,12 @@ class RunNeeds:
     input_mode: str = "harmonized"
 
 
-def first_sample_fields(path: Path) -> set[str]:
+def first_sample_fields(path: str | Path) -> set[str]:
     """Fields (member extensions) of the first sample of a tar, reading only its first members."""
     fields: set[str] = set()
     key = None
     try:
-        with tarfile.open(path, "r:") as tar:
+        with _open_stream(path) as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]
                 name, _, ext = base.partition(".")
@@ -221,12 +243,20 @@ def first_sample_fields(path: Path) -> set[str]:
     return fields
 
 
+def _open_stream(path: str | Path):
+    if not is_url(path):
+        return open(path, "rb")
+    import fsspec
+
+    return fsspec.open(str(path), "rb").open()
+
+
 def check_run(sset: ShardSet, needs: RunNeeds) -> None:
     """Refuse a set whose build options contradict the run (see the module docstring)."""
     where = f"{sset.task} shard set {sset.root}"
     lacking = [f for f in needs.fields if f not in TASK_FIELDS[sset.task]]
     if not lacking:
-        lacking = [f for f in needs.fields if f not in first_sample_fields(Path(sset.urls[0]))]
+        lacking = [f for f in needs.fields if f not in first_sample_fields(sset.urls[0])]
     if lacking:
         raise ShardSetError(
             f"{where} has no {', '.join(lacking)} field, which input mode {needs.input_mode!r} reads; rebuild it "

@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mtssl.contract import TASKS
 from mtssl.data.batching import EXTRA_FIELDS, BatchDecoder, BatchRing
 from mtssl.data.device_decode import RAW_SUFFIXES, Decoder, decode_on_device
+from mtssl.data.locations import is_url, read_bytes
 from mtssl.inputs import BATCH_KEYS
 
 Bundle = dict[str, dict[str, torch.Tensor]]
@@ -184,17 +185,22 @@ def _shard_members(url: str, wanted: set[str], md5: str | None) -> Iterator[tupl
     hashed on its first read in this process and again only when its size, time or inode change, so
     the check costs one md5 per shard per worker (about a tenth of the decode time of its samples),
     not one per read."""
-    with open(url, "rb") as fh:
-        data = fh.read()
-        stat = os.fstat(fh.fileno())
+    if is_url(url):  # an object in a bucket: read whole, retried with backoff (LocationError after)
+        data = read_bytes(url)
+        identity: tuple | None = None  # an object has no inode to trust: its md5 is checked on every read
+    else:
+        with open(url, "rb") as fh:
+            data = fh.read()
+            stat = os.fstat(fh.fileno())
+        identity = (url, stat.st_ino, stat.st_size, stat.st_mtime_ns, md5)
     if md5 is None:
         yield from _members(data, url, wanted)
         return
-    identity = (url, stat.st_ino, stat.st_size, stat.st_mtime_ns, md5)
-    if identity not in _VERIFIED:
+    if identity is None or identity not in _VERIFIED:
         if hashlib.md5(data).hexdigest() != md5:
             raise ValueError(f"{url}: md5 differs from the manifest's (damaged or replaced shard)")
-        _VERIFIED.add(identity)
+        if identity is not None:
+            _VERIFIED.add(identity)
     yield from _members(data, url, wanted, checked=True)
 
 
@@ -225,7 +231,7 @@ def _local_tar_samples(
                 sample.setdefault("__key__", key)
                 sample["__url__"] = shard["url"]
                 sample[field] = data
-        except ValueError as exc:  # damaged bytes or header: the rest of the shard cannot be trusted
+        except (ValueError, OSError) as exc:  # damaged bytes or header, or a read that kept failing
             if url not in health.last_bad.values():
                 warnings.warn(f"skipping the rest of a shard: {exc}", stacklevel=2)
             health.record(task, url, ok=False)
@@ -238,9 +244,9 @@ def _local_tar_samples(
 def tar_stage(
     urls: Sequence[str], fields: Sequence[str], md5: Sequence[str] = (), task: str = "", health: ShardHealth = HEALTH
 ) -> Any:
-    """The lean local reader when every URL is a local file (checking each shard's md5 when given);
-    webdataset's general one otherwise."""
-    if all(os.path.isfile(url) for url in urls):
+    """The lean reader when every URL is a local file or an fsspec URL (checking each shard's md5 when
+    given); webdataset's general one otherwise (``pipe:`` URLs and the like)."""
+    if all(is_url(url) or os.path.isfile(url) for url in urls):
         expected = dict(zip(urls, md5, strict=True)) if md5 else None
         return wds.pipelinefilter(_local_tar_samples)(fields, expected, task, health)
     return wds.tarfile_to_samples(select_files=_selector(fields))

@@ -36,7 +36,9 @@ def _opt(help: str, panel: str, *names: str, **kw) -> typer.Option:  # noqa: A00
 @app.command()
 def main(
     ctx: typer.Context,
-    shards: Annotated[Path, _opt("Folder of the shard sets (found by their manifest.json).", DATA)] = Path(D.shards),
+    shards: Annotated[
+        str, _opt("Folder or URL (s3://bucket/prefix) of the shard sets, found by their manifest.json.", DATA)
+    ] = D.shards,
     out: Annotated[Path, _opt("Run folder: checkpoints, trunk.pt, log.jsonl, config.json.", RUN)] = Path(D.out),
     resume: Annotated[bool, _opt("Continue the run in --out from its newest checkpoint.", RUN)] = False,
     tasks: Annotated[str | None, _opt("Comma-separated subset of tasks; default: every set found.", DATA)] = None,

@@ -64,7 +64,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
 
     # ============ shard sets: find them, check them against the run ============
-    sets = open_sets(Path(cfg.shards), cfg.tasks, cfg.verify)
+    sets = open_sets(cfg.shards, cfg.tasks, cfg.verify)
     cfg = replace(cfg, tasks=tuple(sets))
     net = build_network(cfg, sets)
     for task, sset in sets.items():
@@ -224,7 +224,7 @@ def task_spec(
     crop = None
     if sset.task == "motion":
         crop = cfg.motion_crop or sset.recipe.get("size")
-    md5 = {str(sset.root / e["url"]): e["md5sum"] for e in sset.manifest["shardlist"]} if cfg.check_shards else {}
+    md5 = sset.md5_by_url() if cfg.check_shards else {}
     checksums = tuple(md5[url] for url in urls) if md5 else ()
     fields = fields_for(net.keys(sset.task))
     return TaskSpec(sset.task, tuple(urls), fields, batch, crop, cfg.shuffle_buffer, checksums, keep_jpeg)

@@ -1,0 +1,131 @@
+"""Training from shard sets in an S3 bucket, against a real local S3 server (moto's standalone HTTP server,
+talked to by s3fs over HTTP: no patching of the client)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+
+import pytest
+
+s3fs = pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+from mtssl.data.shardsets import ShardSetError, open_sets  # noqa: E402
+from mtssl.data.stream import StepStream, TaskSpec, batches_of, fields_for, make_loader  # noqa: E402
+
+KEYS = {"relpos": ("rgb",), "color": ("l", "bins", "ab", "grayscale"), "exemplar": ("rgb",), "motion": ("rgb", "mask")}
+BUCKET = "mtssl-test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 server on a free localhost port, with the standard AWS variables pointing at it."""
+    port = free_port()
+    server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    proc = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("the local S3 server did not start")
+                time.sleep(0.2)
+        s3fs.S3FileSystem.clear_instance_cache()
+        yield s3fs.S3FileSystem()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="module")
+def bucket_shards(s3_server, shard_root: Path) -> str:
+    """The session's tiny shard sets, uploaded to s3://mtssl-test/shards/."""
+    s3_server.mkdir(BUCKET)
+    for path in sorted(shard_root.rglob("*")):
+        if path.is_file() and "parts" not in path.parts:
+            s3_server.put_file(str(path), f"{BUCKET}/shards/{path.relative_to(shard_root).as_posix()}")
+    s3_server.invalidate_cache()
+    return f"s3://{BUCKET}/shards"
+
+
+def specs_of(sets) -> list[TaskSpec]:
+    out = []
+    for task, sset in sets.items():
+        md5 = sset.md5_by_url()
+        crop = 64 if task == "motion" else None
+        spec = TaskSpec(task, tuple(sset.urls), fields_for(KEYS[task]), 3, crop, 8, tuple(md5[u] for u in sset.urls))
+        out.append(spec)
+    return out
+
+
+def test_sets_in_a_bucket_are_found_checked_and_streamed_like_local_ones(bucket_shards, shard_root):
+    remote, here = open_sets(bucket_shards), open_sets(shard_root)
+    assert list(remote) == list(here) == list(KEYS)
+    assert all(url.startswith(f"s3://{BUCKET}/shards/") for sset in remote.values() for url in sset.urls)
+    assert {t: s.manifest_hash for t, s in remote.items()} == {t: s.manifest_hash for t, s in here.items()}
+    got = [batches_of(b) for b in islice(iter(StepStream(specs_of(remote), 0, 0, 0, 10)), 3)]
+    expected = [batches_of(b) for b in islice(iter(StepStream(specs_of(here), 0, 0, 0, 10)), 3)]
+    assert all(
+        (a[t][k] == b[t][k]).all() for a, b in zip(got, expected, strict=True) for t in KEYS for k in a[t]
+    )  # the same resampled order and the same bytes, shard for shard
+
+
+def test_a_loader_worker_streams_from_the_bucket(bucket_shards):
+    stream = StepStream(specs_of(open_sets(bucket_shards, ["relpos", "color"])), 0, 0, 0, 10)
+    bundles = list(islice(iter(make_loader(stream, workers=1, pin_memory=False)), 3))
+    assert [tuple(b["relpos"]["rgb"].shape) for b in bundles] == [(3, 3, 96, 96)] * 3
+    assert all(sum(b["__health__"]["bad"].values()) == 0 for b in bundles)
+
+
+def test_training_runs_from_the_bucket(bucket_shards, tiny_config):
+    from mtssl.train.loop import train
+
+    record = train(tiny_config(shards=bucket_shards, steps=3, save_every=3))
+    assert record["step"] == 3
+
+
+def test_an_unreadable_object_is_skipped_and_counted(s3_server, bucket_shards):
+    sets = open_sets(bucket_shards, ["relpos"])
+    urls = sets["relpos"].urls
+    spec = TaskSpec("relpos", (*urls, urls[0] + ".gone"), fields_for(KEYS["relpos"]), 3, buffer=8)
+    with pytest.warns(UserWarning, match="does not exist"):
+        stream = iter(StepStream([spec], 0, 0, 0, 10))
+        bundles = list(islice(stream, 12))
+    assert bundles[-1]["__health__"]["bad"].get("relpos", 0) >= 1
+
+
+@pytest.mark.parametrize(
+    "url,message",
+    [(f"s3://{BUCKET}/nothing-here", "is not a folder"), ("s3://no-such-bucket-mtssl/shards", "is not a folder")],
+)
+def test_a_missing_prefix_or_bucket_is_one_clear_error(s3_server, url, message):
+    with pytest.raises(ShardSetError, match=message):
+        open_sets(url)
