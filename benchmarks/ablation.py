@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--probe", action="append", required=True, help="NAME=FOLDER of a labelled folder")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=None, help="override the preset's 1200 steps")
+    parser.add_argument("--steps", type=int, default=None, help="override the preset's 1800 steps")
     parser.add_argument("--only", nargs="+", default=list(GRID), help="a subset of the grid")
     args = parser.parse_args()
     probes = dict(item.split("=", 1) for item in args.probe)
