@@ -65,18 +65,18 @@ def read_bytes(location: str | Path, retries: int = RETRIES) -> bytes:
     if not is_url(location):
         return local(location).read_bytes()
     url, wait = str(location), BACKOFF_S
-    for attempt in range(retries):
+    for attempt in range(1, retries + 1):
         try:
             fs, path = _fs(url)
             return fs.cat_file(path)
         except (FileNotFoundError, PermissionError) as exc:
             raise _explain(url, exc) from None
         except Exception as exc:  # noqa: BLE001 - network and server errors come in many types
-            if attempt == retries - 1:
+            if attempt == retries:
                 raise _explain(url, exc) from None
-            time.sleep(wait)
-            wait *= 2
-    raise AssertionError("unreachable")
+        time.sleep(wait)
+        wait *= 2
+    raise LocationError(f"cannot read {url}: no attempt made (retries={retries})")
 
 
 def size(location: str | Path) -> int | None:
