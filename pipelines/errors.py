@@ -10,3 +10,12 @@ class Reject(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class Filtered(Exception):
+    """A video frame the task's filter drops (not an unusable input): a counted row with its reason and stats."""
+
+    def __init__(self, reason: str, stats: dict | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.stats = stats

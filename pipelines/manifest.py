@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from mtssl.contract import INDEX_FILE, MANIFEST_FILE, PARTS_DIR, REJECTS_FILE, shard_name, stats_name
 from pipelines.atomic import finish, tmp_path, write_json_atomic
 from pipelines.plan import BuildPlan
-from pipelines.shardjob import INDEX_SCHEMA, REJECT_SCHEMA, summarize_counts, unit_source
+from pipelines.shard_result import INDEX_SCHEMA, REJECT_SCHEMA, unit_source
+from pipelines.shardjob import summarize_counts
 
 VERSIONED_PACKAGES = ("mtssl", "numpy", "opencv-python-headless", "pillow", "webdataset", "pyarrow", "ray", "av")
 

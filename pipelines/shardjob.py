@@ -10,12 +10,8 @@ shard done. A kill at any point leaves either a finished shard or nothing that a
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-import traceback
 from collections import Counter
-from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,147 +19,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtssl.contract import PARTS_DIR, encode_json, sample_key, shard_name, stats_name
+from mtssl.contract import PARTS_DIR, shard_name, stats_name
 from pipelines.atomic import finish, tmp_path, write_json_atomic
-from pipelines.errors import Reject
-from pipelines.imageio import load_rgb
 from pipelines.recipes import RECIPES
-from pipelines.recipes.base import RecipeOutput, from_plain
-from pipelines.sources import display_name, name_problem
+from pipelines.recipes.base import RecipeOutput
+from pipelines.shard_result import INDEX_SCHEMA, REJECT_SCHEMA, ShardResult
 from pipelines.tarwriter import ShardWriter
+from pipelines.units import KINDS
 
 TAR_MTIME = 946684800  # 2000-01-01: a fixed member time keeps the bytes reproducible
-INDEX_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("shard", pa.int32()),
-        ("source", pa.string()),
-        ("frame", pa.int32()),  # frame index for video tasks, -1 for images
-        ("label", pa.string()),
-        ("source_mode", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("params", pa.string()),
-    ]
-)
-REJECT_SCHEMA = pa.schema(
-    [
-        ("source", pa.string()),
-        ("shard", pa.int32()),
-        ("frame", pa.int32()),  # the frame a filtered or failed row is about, -1 for a whole input
-        ("kind", pa.string()),  # "rejected" (unusable input) or "filtered" (a frame the task's filter drops)
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-    ]
-)
-
-
-@dataclass
-class ShardResult:
-    samples: list[tuple[str, RecipeOutput]] = field(default_factory=list)
-    index_rows: list[dict[str, Any]] = field(default_factory=list)
-    reject_rows: list[dict[str, Any]] = field(default_factory=list)
-    counts: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def reject(
-        self, source: str, shard: int, reason: str, detail: str = "", frame: int = -1, kind: str = "rejected"
-    ) -> None:
-        self.reject_rows.append(
-            {"source": source, "shard": shard, "frame": frame, "kind": kind, "reason": reason, "detail": detail}
-        )
-
-    def add(self, key: str, output: RecipeOutput, row: dict[str, Any]) -> None:
-        self.samples.append((key, output))
-        self.index_rows.append({"key": key, "frame": -1, **row, "params": output.fields["json"].decode()})
-        for name, value in output.counts.items():
-            self.counts[name] = self.counts.get(name, 0) + value
-
-
-def unit_source(unit: Any) -> str:
-    """The input a work unit comes from: an image path, or a video segment's video (as written to the
-    index and the rejects: non-UTF-8 bytes escaped)."""
-    return display_name(unit if isinstance(unit, str) else unit["source"])
-
-
-def label_of(source: str) -> str:
-    """The class folder of an ImageNet-layout path (empty at the root)."""
-    head, sep, _ = source.partition("/")
-    return head if sep else ""
-
-
-def internal_error(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=3)[-400:]}"
-
-
-def sample_rng(seed: int, task: str, source: str) -> np.random.Generator:
-    """Per-sample randomness from (seed, task, source): independent of the shard split and worker."""
-    words = [int.from_bytes(hashlib.sha256(f"{task}\0{source}".encode()).digest()[:8], "little"), seed]
-    return np.random.default_rng(np.random.SeedSequence(words))
-
-
-def make_one(task: str, config: dict[str, Any], root: Path, source: str) -> tuple[RecipeOutput, Any]:
-    recipe = RECIPES[task]
-    cfg = recipe_config(task, config)
-    image = load_rgb(
-        root / source,
-        max_pixels=config["max_pixels"],
-        min_side=recipe.min_source_side(cfg),
-        draft_side=recipe.draft_side(cfg),
-    )
-    output = recipe.make_sample(image.rgb, sample_rng(config["seed"], task, source), cfg)
-    return output, image
-
-
-def recipe_config(task: str, config: dict[str, Any]) -> Any:
-    """The task's config dataclass from the build config (parsed once per worker, not per sample)."""
-    return _parsed_config(task, json.dumps(config["recipe"], sort_keys=True))
-
-
-@lru_cache(maxsize=16)
-def _parsed_config(task: str, recipe_json: str) -> Any:
-    return from_plain(RECIPES[task].config_type, json.loads(recipe_json))
-
-
-def process_images(task: str, config: dict[str, Any], root: Path, index: int, sources: list[str]) -> ShardResult:
-    """Run the recipe on every image; each ends as a sample or a reject row, never an exception."""
-    result = ShardResult()
-    for source in sources:
-        problem = name_problem(source)
-        if problem is not None:
-            result.reject(display_name(source), index, *problem)
-            continue
-        try:
-            output, image = make_one(task, config, root, source)
-        except Reject as exc:
-            result.reject(source, index, exc.reason, exc.detail)
-            continue
-        except Exception as exc:  # a recipe bug must not stop the build: record it with its trace
-            result.reject(source, index, "internal error", internal_error(exc))
-            continue
-        output.fields["json"] = encode_json({**output.params, "source": source})
-        row = {
-            "shard": index,
-            "source": source,
-            "label": label_of(source),
-            "source_mode": image.source_mode,
-            "width": image.source_size[0],
-            "height": image.source_size[1],
-        }
-        result.add(sample_key(source), output, row)
-    return result
 
 
 def process_units(task: str, config: dict[str, Any], root: Path, index: int, units: list[Any]) -> ShardResult:
-    if config.get("source_kind", "images") == "videos":
-        from pipelines.recipes.motion import process_segments
-
-        return process_segments(config, root, index, units)
-    return process_images(task, config, root, index, units)
+    """Run shard ``index``'s work units through the task's recipe (``pipelines.units`` by its source)."""
+    recipe = RECIPES[task]
+    return KINDS[recipe.source].process(recipe, config, root, index, units)
 
 
 def summarize_counts(task: str, counts: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Task summaries for the manifest (the colour set's ab prior); video tasks have none."""
-    return RECIPES[task].summarize(counts) if task in RECIPES else {}
+    """Task summaries for the manifest (the colour set's ab prior)."""
+    return RECIPES[task].summarize(counts)
 
 
 class _HashingFile:

@@ -1,12 +1,13 @@
 """Per-sample recipes, one module per pretext task: pure numpy/OpenCV, testable without Ray."""
 
-from pipelines.recipes import color, exemplar, relpos
+from pipelines.recipes import color, exemplar, motion, relpos
 from pipelines.recipes.base import Recipe, RecipeOutput
 
 RECIPES: dict[str, Recipe] = {
     "relpos": relpos.RECIPE,
     "color": color.RECIPE,
     "exemplar": exemplar.RECIPE,
+    "motion": motion.RECIPE,
 }
 
 __all__ = ["RECIPES", "Recipe", "RecipeOutput"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -22,16 +24,50 @@ class RecipeOutput:
     counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def _no_draft(cfg: Any) -> int | None:
+    return None
+
+
+def _no_summary(counts: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {}
+
+
+def _no_state(cfg: Any) -> Any:
+    return None
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """A task's producer side: its paper-default config and the pure function source image -> sample."""
+    """A task's producer side: its config, what it reads and writes, and its per-sample function.
+
+    ``source`` names the work units it reads (``pipelines.units``): ``"images"``, where
+    ``make_sample(rgb, rng, cfg)`` turns one decoded image into a sample, or ``"videos"``, where
+    ``make_sample(frame, window, cfg, state)`` turns one frame and the decoded frames around it into a
+    sample (or raises ``pipelines.errors.Filtered``). Either raises ``pipelines.errors.Reject`` for an
+    unusable input. ``fields`` are the members each sample gets (the build adds ``json``); ``summarize``
+    turns the set's summed per-sample counts into manifest entries (the colour set's ab prior).
+    Every config has ``min_source_side``; ``draft_side`` lets an image recipe decode JPEGs at reduced
+    DCT scale; ``setup`` makes a video recipe's per-shard state (motion: its optical-flow object).
+    """
 
     name: str
     config_type: type
-    make_sample: Callable[[np.ndarray, np.random.Generator, Any], RecipeOutput]
-    min_source_side: Callable[[Any], int]
-    draft_side: Callable[[Any], int | None]
-    summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]] = lambda counts: {}
+    source: str
+    fields: tuple[str, ...]
+    make_sample: Callable[..., RecipeOutput]
+    draft_side: Callable[[Any], int | None] = _no_draft
+    summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]] = _no_summary
+    setup: Callable[[Any], Any] = _no_state
+
+
+def parsed_config(recipe: Recipe, plain: dict[str, Any]) -> Any:
+    """The recipe's config dataclass from its JSON form (parsed once per worker, not per sample)."""
+    return _parsed(recipe.config_type, json.dumps(plain, sort_keys=True))
+
+
+@lru_cache(maxsize=16)
+def _parsed(config_type: type, plain_json: str) -> Any:
+    return from_plain(config_type, json.loads(plain_json))
 
 
 def from_plain(config_type: type, data: dict[str, Any]) -> Any:

@@ -55,8 +55,9 @@ def summarize(counts: dict[str, np.ndarray]) -> dict[str, list]:
 RECIPE = Recipe(
     name="color",
     config_type=ColorConfig,
+    source="images",
+    fields=("l.jpg", "bins.png", "ab.npy"),
     make_sample=make_sample,
-    min_source_side=lambda cfg: cfg.min_source_side,
     draft_side=lambda cfg: cfg.size,
     summarize=summarize,
 )

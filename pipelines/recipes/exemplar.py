@@ -117,7 +117,8 @@ def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ExemplarConfig) 
 RECIPE = Recipe(
     name="exemplar",
     config_type=ExemplarConfig,
+    source="images",
+    fields=("rgb.jpg",),
     make_sample=make_sample,
-    min_source_side=lambda cfg: cfg.min_source_side,
     draft_side=lambda cfg: cfg.working_side,
 )

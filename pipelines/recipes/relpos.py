@@ -103,7 +103,7 @@ def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: RelposConfig) ->
 RECIPE = Recipe(
     name="relpos",
     config_type=RelposConfig,
+    source="images",
+    fields=("rgb.jpg",),
     make_sample=make_sample,
-    min_source_side=lambda cfg: cfg.min_source_side,
-    draft_side=lambda cfg: None,
 )

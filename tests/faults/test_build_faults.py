@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from mtssl.contract import MANIFEST_FILE
-from pipelines.build import build_images
+from pipelines.build import build as build_set
 from pipelines.recipes import RECIPES
 
 
 def build(images: Path, out: Path, **options):
     config = RECIPES["color"].config_type()
-    return build_images("color", images, out, config, workers=0, samples_per_shard=8, show_progress=False, **options)
+    return build_set("color", images, out, config, workers=0, samples_per_shard=8, show_progress=False, **options)
 
 
 def test_a_rerun_rebuilds_a_truncated_shard_instead_of_reporting_it_done(sample_images, tmp_path):

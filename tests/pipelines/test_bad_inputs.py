@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.build import build_images
+from pipelines.build import build
 from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
 from pipelines.recipes.color import ColorConfig
@@ -51,7 +51,7 @@ def test_conversions_keep_the_picture(bad_corpus):
 @pytest.mark.parametrize("task,config", [("color", ColorConfig(min_source_side=64)), ("relpos", RelposConfig())])
 def test_build_accounts_for_every_input(bad_corpus, tmp_path, task, config):
     out = tmp_path / task
-    report = build_images(
+    report = build(
         task, bad_corpus, out, config, workers=0, samples_per_shard=5, max_pixels=50_000_000, show_progress=False
     )
     index = pq.read_table(out / "index.parquet").to_pylist()
@@ -75,4 +75,4 @@ def test_build_accounts_for_every_input(bad_corpus, tmp_path, task, config):
 def test_empty_tree_is_a_clear_error(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no input files"):
-        build_images("color", tmp_path / "empty", tmp_path / "out", ColorConfig(), workers=0, show_progress=False)
+        build("color", tmp_path / "empty", tmp_path / "out", ColorConfig(), workers=0, show_progress=False)

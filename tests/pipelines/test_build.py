@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtssl.contract import MANIFEST_FILE, PARTS_DIR, SCHEMA_VERSION, TASK_FIELDS, decode_sample
-from pipelines.build import build_images
+from pipelines.build import build as build_set
 from pipelines.plan import PlanMismatch
 from pipelines.recipes import RECIPES
 
@@ -24,7 +24,7 @@ TASKS = ("relpos", "color", "exemplar")
 def build(task: str, images: Path, out: Path, workers: int = 0, **options) -> dict:
     options.setdefault("samples_per_shard", 8)
     config = options.pop("config", RECIPES[task].config_type())
-    return build_images(task, images, out, config, workers=workers, show_progress=False, **options).manifest
+    return build_set(task, images, out, config, workers=workers, show_progress=False, **options).manifest
 
 
 def shard_bytes(out: Path) -> dict[str, bytes]:
@@ -109,7 +109,7 @@ def test_same_inputs_and_seed_give_identical_bytes_other_seed_differs(sample_ima
 def test_rerun_of_a_finished_build_rebuilds_nothing(sample_images, tmp_path):
     build("exemplar", sample_images, tmp_path / "ex", limit=10)
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "ex").glob("*.tar")}
-    report = build_images(
+    report = build_set(
         "exemplar",
         sample_images,
         tmp_path / "ex",

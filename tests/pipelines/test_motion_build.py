@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtssl.contract import MANIFEST_FILE, decode_png
-from pipelines.build import build_videos
+from pipelines.build import build
 from pipelines.inspect import iter_tar_samples
 from pipelines.recipes.motion import MotionConfig
 
@@ -72,7 +72,7 @@ def video_tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def built(video_tree, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("motion-shards") / "motion"
-    build_videos(video_tree, out, CFG, workers=0, samples_per_shard=6, show_progress=False)
+    build("motion", video_tree, out, CFG, workers=0, samples_per_shard=6, show_progress=False)
     return out
 
 
@@ -146,7 +146,7 @@ def test_frame_folder_and_video_file_give_the_same_masks(built):
 
 def test_segmenting_does_not_change_the_samples(video_tree, built, tmp_path):
     one_segment = MotionConfig(**{**vars(CFG), "segment_frames": 1000})
-    build_videos(video_tree, tmp_path / "one", one_segment, workers=0, samples_per_shard=6, show_progress=False)
+    build("motion", video_tree, tmp_path / "one", one_segment, workers=0, samples_per_shard=6, show_progress=False)
     for source in ("square.mkv", "vfr.mkv"):
         a, b = masks_by_frame(built, source), masks_by_frame(tmp_path / "one", source)
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
@@ -158,11 +158,23 @@ def test_two_ray_workers_build_the_sample_videos(ray_session, tmp_path):
 
     write_synthetic_videos(tmp_path / "sample")
     cfg = MotionConfig(stride=4, max_frames=6)
-    manifest = build_videos(
-        tmp_path / "sample" / "videos", tmp_path / "ray", cfg, workers=2, samples_per_shard=8, show_progress=False
+    manifest = build(
+        "motion",
+        tmp_path / "sample" / "videos",
+        tmp_path / "ray",
+        cfg,
+        workers=2,
+        samples_per_shard=8,
+        show_progress=False,
     ).manifest
-    local = build_videos(
-        tmp_path / "sample" / "videos", tmp_path / "local", cfg, workers=0, samples_per_shard=8, show_progress=False
+    local = build(
+        "motion",
+        tmp_path / "sample" / "videos",
+        tmp_path / "local",
+        cfg,
+        workers=0,
+        samples_per_shard=8,
+        show_progress=False,
     ).manifest
     assert manifest["totals"]["samples"] > 5 and manifest["totals"]["rejected"] == 0
     assert manifest["shardlist"] == local["shardlist"]  # same bytes (md5) whichever worker built them

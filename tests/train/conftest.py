@@ -43,7 +43,7 @@ def moving_squares(count: int, seed: int, height: int = 96, width: int = 128) ->
 
 def build_sets(root: Path) -> Path:
     """Build relpos, color, exemplar and motion sets under ``root/shards`` with the real producer."""
-    from pipelines.build import build_images, build_videos
+    from pipelines.build import build
     from pipelines.motion.synthetic import write_video
     from pipelines.recipes.color import ColorConfig
     from pipelines.recipes.exemplar import ExemplarConfig
@@ -62,11 +62,11 @@ def build_sets(root: Path) -> Path:
         "exemplar": ExemplarConfig(views=4, view_size=32, min_source_side=32),
     }
     for task, recipe in recipes.items():
-        build_images(task, images, shards / task, recipe, workers=0, samples_per_shard=4, show_progress=False)
+        build(task, images, shards / task, recipe, workers=0, samples_per_shard=4, show_progress=False)
     for seed in range(3):
         write_video(videos / f"square{seed}.mp4", moving_squares(16, seed))
     motion = MotionConfig(size=96, stride=2, max_frames=None, segment_frames=100, min_source_side=32)
-    build_videos(videos, shards / "motion", motion, workers=0, samples_per_shard=4, show_progress=False)
+    build("motion", videos, shards / "motion", motion, workers=0, samples_per_shard=4, show_progress=False)
     return shards
 
 

@@ -59,13 +59,13 @@ def split_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     3 shards (one per video, 6-7 samples each)."""
     import pipelines.build
 
-    build_images = pipelines.build.build_images
+    build = pipelines.build.build
 
     def two_per_shard(*args, **kwargs):
-        return build_images(*args, **{**kwargs, "samples_per_shard": 2})
+        return build(*args, **{**kwargs, "samples_per_shard": 2})
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipelines.build, "build_images", two_per_shard)
+        patch.setattr(pipelines.build, "build", two_per_shard)
         return build_sets(tmp_path_factory.mktemp("split-data"))
 
 

@@ -1,0 +1,160 @@
+"""Video work units: one segment of one video each (a file, or a folder of frames).
+
+Planning probes every video (no frame decoding), splits long ones into segments of ``segment_frames``
+frame indices (one Ray task each) and packs segments into shards by the frames they will consider.
+Running a segment decodes its frames in order at the recipe's working size, and the ``reach`` frames on
+each side of it; every ``stride``-th frame is handed to the recipe with the decoded frames around it once
+the frames ``reach`` after it are decoded (or the video has ended). A frame ends as a sample, or as a
+filtered row with its reason; a video that cannot be read is rejected.
+
+A video recipe's config has ``size``, ``stride``, ``frame_limit``, ``segment_frames``, ``min_source_side``
+and ``reach``; its per-sample function is ``make_sample(frame, window, cfg, state)`` with ``window`` the
+decoded frames by index and ``state`` what ``recipe.setup(cfg)`` made for the shard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtssl.contract import encode_json, sample_key
+from pipelines.errors import Filtered, Reject
+from pipelines.plan import order_sources, pack_bounds
+from pipelines.progress import make_progress
+from pipelines.recipes.base import Recipe, parsed_config
+from pipelines.shard_result import ShardResult, internal_error, label_of
+from pipelines.sources import display_name, inputs_hash
+from pipelines.units.base import Units
+from pipelines.videos import OPEN_END, Frame, VideoInfo, VideoSource, iter_frames, list_video_tree, probe, segments
+
+
+def plan(
+    recipe: Recipe,
+    root: Path,
+    cfg: Any,
+    *,
+    seed: int,
+    samples_per_shard: int,
+    limit: int | None,
+    show_progress: bool = True,
+) -> Units:
+    """The segments of every video in the seeded order, packed into shards of about ``samples_per_shard``."""
+    listed = {s.relpath: s for s in list_video_tree(root)}
+    order = order_sources(list(listed), seed, limit)
+    units: list[dict[str, Any]] = []
+    with make_progress(disable=not show_progress) as progress:
+        for relpath in progress.track(order, description="probe videos"):
+            units.extend(video_units(root, listed[relpath], cfg))
+    weights = [expected_samples(u, cfg, samples_per_shard) for u in units]
+    return Units(
+        units=units,
+        bounds=pack_bounds(weights, samples_per_shard),
+        inputs=len(order),
+        inputs_hash=inputs_hash([json.dumps(u, sort_keys=True) for u in units]),
+        unit_name="segment",
+        config_extra={"source_kind": "videos"},
+    )
+
+
+def video_units(root: Path, source: VideoSource, cfg: Any) -> list[dict[str, Any]]:
+    """The segments of one video; one open segment when it cannot be probed (its task will reject it)."""
+    try:
+        spans = segments(probe(root, source), cfg.frame_limit, cfg.segment_frames)
+    except Reject:
+        spans = [(0, cfg.frame_limit or OPEN_END)]
+    unit = {"source": source.relpath, "kind": source.kind, "frames": list(source.frames)}
+    return [{**unit, "start": start, "stop": stop} for start, stop in spans]
+
+
+def expected_samples(unit: dict[str, Any], cfg: Any, open_weight: int) -> int:
+    """How many frames a segment considers (an open-ended one counts as a full shard)."""
+    if unit["stop"] >= OPEN_END:
+        return open_weight
+    return max(1, math.ceil((unit["stop"] - unit["start"]) / cfg.stride))
+
+
+class Segment:
+    """One segment being run: where its samples and filtered rows go."""
+
+    def __init__(self, recipe: Recipe, cfg: Any, state: Any, unit: dict, shard: int, result: ShardResult) -> None:
+        self.recipe, self.cfg, self.state, self.unit, self.shard, self.result = recipe, cfg, state, unit, shard, result
+        self.info: VideoInfo | None = None
+
+    @property
+    def source(self) -> str:
+        return self.unit["source"]
+
+    def emit(self, frame: Frame, window: dict[int, Frame]) -> None:
+        """One considered frame through the recipe: a sample, or a filtered row with its reason."""
+        try:
+            output = self.recipe.make_sample(frame, window, self.cfg, self.state)
+        except Filtered as exc:
+            detail = json.dumps(exc.stats, sort_keys=True) if exc.stats else ""
+            self.result.reject(self.source, self.shard, exc.reason, detail, frame=frame.index, kind="filtered")
+            return
+        output.fields["json"] = encode_json({**output.params, "source": self.source, "frame": frame.index})
+        row = {
+            "shard": self.shard,
+            "source": self.source,
+            "frame": frame.index,
+            "label": label_of(self.source),
+            "source_mode": self.unit["kind"],
+            "width": self.info.width,
+            "height": self.info.height,
+        }
+        self.result.add(sample_key(self.source, f"_f{frame.index:06d}"), output, row)
+
+    def run(self, root: Path, video: VideoSource) -> None:
+        """Decode the segment's frames and the ``reach`` frames on each side of it; hand every considered
+        frame to the recipe once the frames ``reach`` after it are decoded (or the video has ended)."""
+        start, stop, cfg = self.unit["start"], self.unit["stop"], self.cfg
+        reach = cfg.reach
+        recent: deque[Frame] = deque()  # decoded frames within reach of a frame still to be handed over
+        pending: deque[Frame] = deque()  # considered frames waiting for their later neighbours
+        decoded = 0
+
+        def flush(until: int | None) -> None:
+            window = {f.index: f for f in recent}
+            while pending and (until is None or until >= pending[0].index + reach):
+                self.emit(pending.popleft(), window)
+
+        for frame in iter_frames(root, video, max(0, start - reach), stop + reach, cfg.size):
+            decoded += 1
+            recent.append(frame)
+            flush(frame.index)
+            if start <= frame.index < stop and frame.index % cfg.stride == 0:
+                pending.append(frame)
+            while recent and recent[0].index < (pending[0].index if pending else frame.index + 1) - reach:
+                recent.popleft()
+        if decoded == 0 and start == 0:
+            raise Reject("no frames", "the video stream holds no decodable frame")
+        flush(None)
+
+
+def process(recipe: Recipe, config: dict[str, Any], root: Path, shard: int, units: list[dict[str, Any]]) -> ShardResult:
+    """Every segment of the shard; a bad video becomes a reject row, never an exception. The samples are
+    pre-shuffled, so consecutive frames of one video do not sit together in the shard."""
+    cfg = parsed_config(recipe, config["recipe"])
+    result, state = ShardResult(), recipe.setup(cfg)
+    for unit in units:
+        video = VideoSource(unit["source"], unit["kind"], tuple(unit.get("frames", ())))
+        segment = Segment(recipe, cfg, state, unit, shard, result)
+        try:
+            segment.info = info = probe(root, video)
+            if min(info.width, info.height) < cfg.min_source_side:
+                raise Reject("too small", f"{info.width}x{info.height}, shorter side below {cfg.min_source_side}")
+            segment.run(root, video)
+        except Reject as exc:
+            source = display_name(video.relpath)
+            result.reject(source, shard, exc.reason, exc.detail, frame=unit["start"] if unit["start"] else -1)
+        except Exception as exc:  # a bug must not stop the build: record it with its trace
+            result.reject(
+                display_name(video.relpath), shard, "internal error", internal_error(exc), frame=unit["start"]
+            )
+    result.shuffle(np.random.default_rng([config["seed"], shard]))
+    return result
