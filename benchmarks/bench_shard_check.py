@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import torch  # noqa: E402
 
-from mtssl.contract import TASK_FIELDS  # noqa: E402
 from mtssl.data.shardsets import load_set  # noqa: E402
 from mtssl.data.stream import TaskSpec, task_pipeline  # noqa: E402
+from pipelines.recipes import RECIPES  # noqa: E402
 
 
 def rate(spec: TaskSpec, batches: int) -> float:
@@ -52,7 +52,7 @@ def main() -> None:
         sset = load_set(folder)
         urls = tuple(sset.urls)
         md5 = sset.md5_by_url()
-        fields = TASK_FIELDS[sset.task]
+        fields = (*RECIPES[sset.task].fields, "json")
         crop = 160 if sset.task == "motion" else None  # motion frames differ in size: the preset's crop
         checked = TaskSpec(sset.task, urls, fields, 16, crop, 64, tuple(md5[u] for u in urls))
         plain = TaskSpec(sset.task, urls, fields, 16, crop, 64)

@@ -3,18 +3,12 @@
 It fixes file names, sample fields and their encodings, the Lab convention and the schema version.
 It imports neither torch nor ray, so both halves (and Ray workers) can import it cheaply.
 
-Sample layout per task (every member of a sample shares the key, the file name up to its first dot):
-
-- ``relpos``: ``rgb.jpg`` is the 3x3 grid of patches tiled into one (3P x 3P) image in reading order
-  (patch 4 is the centre), ``json`` the recipe parameters.
-  The pair (centre, neighbour n) has label ``RELPOS_LABELS[n]`` (0-7, reading order without the centre).
-- ``color``: ``l.jpg`` the L input (S x S), ``bins.png`` a 16-bit PNG of indices into the 313 ab bins at
-  S/4 x S/4, ``ab.npy`` the int8 (S/4, S/4, 2) ab target those bins quantize (for soft encoding),
-  ``json`` (``grayscale`` flag and recipe parameters).
-- ``exemplar``: ``rgb.jpg`` the K views tiled left to right into one (V x K*V) image, ``json`` the
-  augmentation parameters of every view.
-- ``motion``: ``rgb.jpg`` the frame, ``mask.png`` the 8-bit motion mask (0 or 255), ``json`` per-frame
-  stats.
+Sample layout: every member of a sample shares the key (the file name up to its first dot), and a
+member's extension fixes its encoding (:data:`DECODERS`): ``.jpg`` 8-bit JPEG (RGB or gray), ``.png`` 8- or
+16-bit PNG, ``.npy`` a numpy array (never pickled), ``json`` the sample's parameters. Which fields a task
+writes, and what they hold, its recipe declares (``pipelines/recipes/<task>.py``: ``RECIPE.fields`` and the
+module docstring); its consumer task reads them (``mtssl/tasks/<task>.py``: ``FIELDS``). The constants both
+halves of a task share (relative-position labels, the ab bins) are here.
 
 The RGB tasks store colour only: their harmonized (L) input is a per-pixel conversion on the device
 (``mtssl.inputs.rgb_to_l8``). Colorization stores its L, which must match its ab target exactly.
@@ -43,7 +37,12 @@ SCHEMA_VERSION = 2  # what the producer writes
 # 2: colour's bins.png is written with zlib's run-length strategy: 2% smaller and 3x faster to encode
 #    than the default strategy (0.10 against 0.32 ms per 64x64 target), decoding to the same array.
 READABLE_SCHEMA_VERSIONS = (1, 2)
-TASKS = ("relpos", "color", "exemplar", "motion")
+
+
+class ShardSetError(ValueError):
+    """A shard set is missing, unreadable, corrupt, of another schema, or contradicts the run's options:
+    the one error both halves raise about a set, with a message that says what to do."""
+
 
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.parquet"
@@ -51,13 +50,6 @@ REJECTS_FILE = "rejects.parquet"
 PLAN_FILE = "plan.json"
 PARTS_DIR = "parts"  # per-shard stats (the done markers), index and reject parts
 
-# Fields written for each task (webdataset "extensions"). Keep in sync with the docstring above.
-TASK_FIELDS: dict[str, tuple[str, ...]] = {
-    "relpos": ("rgb.jpg", "json"),
-    "color": ("l.jpg", "bins.png", "ab.npy", "json"),
-    "exemplar": ("rgb.jpg", "json"),
-    "motion": ("rgb.jpg", "mask.png", "json"),
-}
 
 RELPOS_GRID = 3
 RELPOS_CENTRE = 4
@@ -215,13 +207,14 @@ DECODERS = {
 }
 
 
-def decode_sample(task: str, sample: dict[str, Any]) -> dict[str, Any]:
-    """Decode the raw bytes of one sample (as read from a tar) into numpy arrays and dicts.
+def decode_sample(sample: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Decode the raw bytes of one sample (as read from a tar) into numpy arrays and dicts: the given
+    fields (each task's recipe lists what it writes), by their extension's decoder.
 
     Raises ValueError when a field is missing or fails to decode. Never unpickles.
     """
     out: dict[str, Any] = {"__key__": sample.get("__key__")}
-    for field in TASK_FIELDS[task]:
+    for field in fields:
         if field not in sample:
             raise ValueError(f"sample {sample.get('__key__')!r} lacks field {field!r}")
         out[field] = DECODERS[field](sample[field])

@@ -86,6 +86,7 @@ def pretrain(shards: Path, run: Path, steps: int, workers: int) -> str:
 def finished_with(run: Path, cfg: TrainConfig) -> bool:
     """True when ``run`` holds a run that ended at ``cfg.steps`` with ``cfg``'s options (paths aside)."""
     from mtssl.data.shardsets import open_sets
+    from mtssl.tasks import TASKS
     from mtssl.train.config import TrainConfig
     from mtssl.train.logging import LOG_FILE, read_log
 
@@ -93,7 +94,7 @@ def finished_with(run: Path, cfg: TrainConfig) -> bool:
         saved = TrainConfig.from_json((run / "config.json").read_text())
         ended = any(r.get("event") == "end" for r in read_log(run / LOG_FILE))
         if cfg.tasks is None:  # the run saved the tasks it found under --shards (train resolves them)
-            cfg = replace(cfg, tasks=tuple(open_sets(Path(cfg.shards))))
+            cfg = replace(cfg, tasks=tuple(open_sets(Path(cfg.shards), TASKS)))
     except (OSError, ValueError, TypeError):  # ShardSetError is a ValueError
         return False
     same = replace(saved, shards=cfg.shards, out=cfg.out, progress=cfg.progress) == cfg

@@ -8,11 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtssl.contract import MANIFEST_FILE, READABLE_SCHEMA_VERSIONS, TASKS, decode_sample, md5_file
-
-
-class ShardSetError(RuntimeError):
-    """The folder is not a readable shard set (no manifest, unknown task or schema)."""
+from mtssl.contract import MANIFEST_FILE, READABLE_SCHEMA_VERSIONS, ShardSetError, decode_sample, md5_file
+from pipelines.recipes import RECIPES
 
 
 def load_manifest(shard_dir: Path) -> dict[str, Any]:
@@ -23,7 +20,7 @@ def load_manifest(shard_dir: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ShardSetError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("task") not in TASKS:
+    if manifest.get("task") not in RECIPES:
         raise ShardSetError(f"{path}: unknown task {manifest.get('task')!r}")
     if manifest.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise ShardSetError(
@@ -77,7 +74,7 @@ def verify_shard(shard_dir: Path, task: str, entry: dict[str, Any]) -> tuple[int
     try:
         for sample in iter_tar_samples(path):
             try:
-                decode_sample(task, sample)
+                decode_sample(sample, (*RECIPES[task].fields, "json"))
             except ValueError as exc:
                 problems.append(f"{entry['url']}/{sample['__key__']}: {exc}")
             count += 1

@@ -18,13 +18,24 @@ def module_files() -> dict[str, Path]:
     return found
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node that runs: all but the bodies of ``if TYPE_CHECKING:`` (type-only imports)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            yield from (n for branch in node.orelse for n in [branch, *runtime_nodes(branch)])
+            continue
+        yield node
+        yield from runtime_nodes(node)
+
+
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the project modules it imports anywhere in its body (``from a import b`` counts a.b if it is one)."""
+    """Module -> the project modules it imports anywhere in its body, lazy imports included, type-only ones
+    not (``from a import b`` counts a.b if that is a module)."""
     modules = module_files()
     graph = {}
     for name, path in modules.items():
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

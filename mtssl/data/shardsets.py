@@ -8,9 +8,9 @@ one :class:`ShardSetError` that says what to do, when it is:
 - corrupt: unreadable manifest, a listed shard missing or of another size than the manifest says, or
   (``verify=True``) another md5 than the manifest says;
 - of another schema version than this mtssl reads (:data:`mtssl.contract.READABLE_SCHEMA_VERSIONS`);
-- built with options that contradict the run: a patch or view size other than ``--patch-size``, a
-  motion crop larger than the stored frames, fewer than 2 exemplar views, no ab prior in a colour set,
-  or without the fields the run's input mode reads (checked on the set's first stored sample).
+- without the fields the run's input mode reads (checked on the set's first stored sample), or built
+  with options that contradict the run by its task's own checks (``Task.check_set`` in
+  ``mtssl/tasks/<task>.py``: e.g. a patch size other than ``--patch-size``).
 
 A set may live in a local folder or at an fsspec URL (``s3://bucket/prefix/color``): see
 ``mtssl.data.locations``. Nothing here imports torch or webdataset.
@@ -21,19 +21,24 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mtssl.contract import MANIFEST_FILE, NUM_AB_BINS, PLAN_FILE, READABLE_SCHEMA_VERSIONS, TASK_FIELDS, TASKS, md5_file
+from mtssl.contract import (
+    MANIFEST_FILE,
+    PLAN_FILE,
+    READABLE_SCHEMA_VERSIONS,
+    ShardSetError,
+    md5_file,
+)
 from mtssl.data.locations import LocationError, is_dir, is_file, is_url, join, read_bytes, resolve, size, subfolders
 
+if TYPE_CHECKING:
+    from mtssl.tasks.base import RunOptions, Task
+
 REQUIRED_KEYS = ("task", "schema_version", "config", "shardlist", "totals")
-
-
-class ShardSetError(ValueError):
-    """A shard set is missing, corrupt, of another schema, or contradicts the run's options."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,9 @@ class ShardSet:
         return self.manifest["config"].get("recipe", {})
 
     @property
-    def ab_prior(self) -> list[float] | None:
-        return self.manifest.get("ab_prior")
+    def where(self) -> str:
+        """How messages name the set."""
+        return f"{self.task} shard set {self.root}"
 
     def build_hint(self) -> str:
         return f"mtssl-data build {self.task} ... --out {self.root} --overwrite"
@@ -95,8 +101,9 @@ def file_hash(path: str | Path) -> str:
 # ---- finding sets ------------------------------------------------------------------------------------
 
 
-def discover(shards: str | Path) -> dict[str, str]:
-    """Task -> set location for every manifest in ``shards`` or one level below; refuses unfinished task folders."""
+def discover(shards: str | Path, known: Collection[str] = ()) -> dict[str, str]:
+    """Task -> set location for every manifest in ``shards`` or one level below; refuses unfinished task
+    folders (a folder named after one of the ``known`` tasks that holds a plan or tars, but no manifest)."""
     if not is_dir(shards):
         raise ShardSetError(f"{shards} is not a folder: pass --shards the folder that holds the shard sets")
     if is_file(join(shards, MANIFEST_FILE)):
@@ -105,7 +112,7 @@ def discover(shards: str | Path) -> dict[str, str]:
     for folder in subfolders(shards):
         name = folder.rstrip("/").rsplit("/", 1)[-1]
         if not is_file(join(folder, MANIFEST_FILE)):
-            if name in TASKS and (is_file(join(folder, PLAN_FILE)) or _holds_tars(folder)):
+            if name in known and (is_file(join(folder, PLAN_FILE)) or _holds_tars(folder)):
                 found.setdefault(name, folder)  # unfinished: load_set says so if the run needs it
             continue
         task = read_manifest(folder)["task"]
@@ -134,8 +141,6 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in manifest] if isinstance(manifest, dict) else REQUIRED_KEYS
     if missing:
         raise ShardSetError(f"{path} is corrupt (lacks {', '.join(missing)}); rebuild the set with --overwrite")
-    if manifest["task"] not in TASKS:
-        raise ShardSetError(f"{path}: unknown task {manifest['task']!r}, expected one of {', '.join(TASKS)}")
     if manifest["schema_version"] not in READABLE_SCHEMA_VERSIONS:
         raise ShardSetError(
             f"{path}: shard schema version {manifest['schema_version']}, but this mtssl reads versions "
@@ -183,16 +188,19 @@ def load_set(folder: str | Path, verify: bool = False) -> ShardSet:
     return sset
 
 
-def open_sets(shards: str | Path, tasks: Sequence[str] | None = None, verify: bool = False) -> dict[str, ShardSet]:
-    """The checked sets of ``tasks`` (all found when None), in the contract's task order."""
+def open_sets(
+    shards: str | Path, known: Collection[str], tasks: Sequence[str] | None = None, verify: bool = False
+) -> dict[str, ShardSet]:
+    """The checked sets of ``tasks`` (all found when None) among the ``known`` ones (the consumer's task
+    registry, ``mtssl.tasks.TASKS``), in the order of ``known``."""
     try:
-        found = discover(shards)
+        found = discover(shards, known)
     except LocationError as exc:
         raise ShardSetError(str(exc)) from None
-    unknown = sorted(set(tasks or ()) - set(TASKS))
+    unknown = sorted(set(tasks or ()) - set(known)) or sorted(set(found) - set(known))
     if unknown:
-        raise ShardSetError(f"unknown task(s) {', '.join(unknown)}; tasks are {', '.join(TASKS)}")
-    wanted = [t for t in TASKS if t in (tasks or found)]
+        raise ShardSetError(f"unknown task(s) {', '.join(unknown)} under {shards}; tasks are {', '.join(known)}")
+    wanted = [t for t in known if t in (tasks or found)]
     missing = [t for t in wanted if t not in found]
     unfinished = [shards] if not found and is_file(join(shards, PLAN_FILE)) else []
     if unfinished:
@@ -202,7 +210,7 @@ def open_sets(shards: str | Path, tasks: Sequence[str] | None = None, verify: bo
             "the manifest"
         )
     if missing:
-        have = ", ".join(f"{t} ({found[t]})" for t in TASKS if t in found) or "none"
+        have = ", ".join(f"{t} ({found[t]})" for t in known if t in found) or "none"
         raise ShardSetError(
             f"no {', '.join(missing)} shard set under {shards} (found: {have}). Build it with "
             f"`mtssl-data build {missing[0]} ... --out {join(shards, missing[0])}` or leave it out of --tasks"
@@ -213,16 +221,6 @@ def open_sets(shards: str | Path, tasks: Sequence[str] | None = None, verify: bo
 
 
 # ---- compatibility with the run ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunNeeds:
-    """What a run asks of one set: contract fields it decodes, and the options that must agree."""
-
-    fields: tuple[str, ...]
-    patch_size: int | None = None  # relpos patch / exemplar view side the run expects; None accepts the set's
-    motion_crop: int | None = None  # side of the square motion crops; must fit the stored frames
-    input_mode: str = "harmonized"
 
 
 def first_sample_fields(path: str | Path) -> set[str]:
@@ -251,68 +249,17 @@ def _open_stream(path: str | Path):
     return fsspec.open(str(path), "rb").open()
 
 
-def check_run(sset: ShardSet, needs: RunNeeds) -> None:
-    """Refuse a set whose build options contradict the run (see the module docstring)."""
-    where = f"{sset.task} shard set {sset.root}"
-    lacking = [f for f in needs.fields if f not in TASK_FIELDS[sset.task]]
-    if not lacking:
-        lacking = [f for f in needs.fields if f not in first_sample_fields(sset.urls[0])]
+def check_run(sset: ShardSet, task: type[Task], run: RunOptions, fields: Sequence[str]) -> None:
+    """Refuse a set that lacks a contract field the run decodes (``fields``), or whose build options
+    contradict the run by the task's own checks (``Task.check_set``)."""
+    stored = first_sample_fields(sset.urls[0])
+    lacking = [f for f in fields if f not in stored]
     if lacking:
         raise ShardSetError(
-            f"{where} has no {', '.join(lacking)} field, which input mode {needs.input_mode!r} reads; rebuild it "
+            f"{sset.where} has no {', '.join(lacking)} field, which input mode {run.input_mode!r} reads; rebuild it "
             f"with this mtssl ({sset.build_hint()}) or pick the other --input-mode"
         )
-    for check in CHECKS.get(sset.task, ()):
-        check(sset, needs, where)
-
-
-def _check_patch(option: str, build_flag: str):
-    def check(sset: ShardSet, needs: RunNeeds, where: str) -> None:
-        built = sset.recipe.get(option)
-        if needs.patch_size is not None and built != needs.patch_size:
-            raise ShardSetError(
-                f"{where} was built with {option} {built} (config.recipe.{option}), but this run expects "
-                f"--patch-size {needs.patch_size}. Pass --patch-size {built}, or rebuild the set with "
-                f"`mtssl-data build {sset.task} {build_flag} {needs.patch_size} ... --out {sset.root} --overwrite`"
-            )
-
-    return check
-
-
-def _check_views(sset: ShardSet, needs: RunNeeds, where: str) -> None:
-    views = sset.recipe.get("views", 0)
-    if views < 2:
-        raise ShardSetError(
-            f"{where} stores {views} view(s) per image; the triplet loss needs anchor and positive views. "
-            f"Rebuild with `mtssl-data build exemplar --views 4 ... --out {sset.root} --overwrite`"
-        )
-
-
-def _check_prior(sset: ShardSet, needs: RunNeeds, where: str) -> None:
-    prior = sset.ab_prior
-    if not isinstance(prior, list) or len(prior) != NUM_AB_BINS:
-        raise ShardSetError(
-            f"{where} has no {NUM_AB_BINS}-bin ab_prior in its manifest (class rebalancing needs it); "
-            f"rebuild it: {sset.build_hint()}"
-        )
-
-
-def _check_crop(sset: ShardSet, needs: RunNeeds, where: str) -> None:
-    size = sset.recipe.get("size")
-    if needs.motion_crop is not None and size is not None and needs.motion_crop > size:
-        raise ShardSetError(
-            f"{where} stores frames whose shorter side is {size} (config.recipe.size), smaller than "
-            f"--motion-crop {needs.motion_crop}. Pass --motion-crop {size} or less, or rebuild with "
-            f"`mtssl-data build motion --size {needs.motion_crop} ... --out {sset.root} --overwrite`"
-        )
-
-
-CHECKS = {
-    "relpos": (_check_patch("patch", "--patch"),),
-    "exemplar": (_check_patch("view_size", "--view-size"), _check_views),
-    "color": (_check_prior,),
-    "motion": (_check_crop,),
-}
+    task.check_set(sset, run)
 
 
 def manifest_hashes(sets: Iterable[ShardSet]) -> dict[str, str]:

@@ -42,11 +42,11 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mtssl.contract import TASKS
 from mtssl.data.batching import EXTRA_FIELDS, BatchDecoder, BatchRing
 from mtssl.data.device_decode import RAW_SUFFIXES, Decoder, decode_on_device
 from mtssl.data.locations import is_url, read_bytes
 from mtssl.inputs import BATCH_KEYS
+from mtssl.tasks import TASKS
 
 Bundle = dict[str, dict[str, torch.Tensor]]
 
@@ -105,7 +105,7 @@ def batches_of(bundle: Mapping[str, Any]) -> Bundle:
 
 def stream_seed(seed: int, task: str, rank: int, worker: int, start_step: int) -> int:
     """The seed of one task's stream in one worker of one rank, for the segment starting at ``start_step``."""
-    return int(np.random.SeedSequence([seed, TASKS.index(task), rank, worker, start_step]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, list(TASKS).index(task), rank, worker, start_step]).generate_state(1)[0])
 
 
 def _selector(fields: Sequence[str]):

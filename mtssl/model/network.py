@@ -14,11 +14,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from mtssl.contract import TASKS as TASK_NAMES
 from mtssl.inputs import check_mode, input_channels
 from mtssl.model.lasso import LassoCombiner
 from mtssl.model.trunk import ResNetV2Trunk, TrunkConfig
@@ -48,7 +46,7 @@ class NetworkConfig:
         channels_last: channels-last memory format on CUDA (ignored on CPU).
     """
 
-    tasks: tuple[str, ...] = TASK_NAMES
+    tasks: tuple[str, ...] = tuple(TASKS)
     depth: int = 101
     width: int = 64
     input_mode: str = "harmonized"
@@ -96,41 +94,40 @@ class MultiTaskNet(nn.Module):
     Args:
         config: network shape and switches.
         task_configs: optional config dataclass per task name (paper defaults otherwise).
-        ab_prior: the colorization shard set's ab prior (manifest key ``ab_prior``, 313 probabilities);
-            None rebalances nothing (uniform prior).
+        task_inputs: per task name, the keyword arguments its constructor takes from its shard set's
+            manifest (``Task.manifest_inputs``: the colour set's ab prior); none gives each task its defaults.
     """
 
     def __init__(
         self,
         config: NetworkConfig,
         task_configs: Mapping[str, Any] | None = None,
-        ab_prior: np.ndarray | torch.Tensor | list[float] | None = None,
+        task_inputs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         trunk_config = TrunkConfig(config.depth, config.width, config.channels, config.slim_strides)
         self.trunk = ResNetV2Trunk(trunk_config)
         self.lasso = LassoCombiner(self.trunk.num_units, self.trunk.out_channels, config.tasks, config.lasso)
-        task_configs = task_configs or {}
+        task_configs, task_inputs = task_configs or {}, task_inputs or {}
         self.tasks = nn.ModuleDict(
-            {name: self._build_task(name, task_configs.get(name), ab_prior) for name in config.tasks}
+            {name: self._build_task(name, task_configs.get(name), task_inputs.get(name, {})) for name in config.tasks}
         )
 
     @classmethod
-    def from_resolved(cls, resolved: Mapping[str, Any], ab_prior: Any = None) -> MultiTaskNet:
+    def from_resolved(cls, resolved: Mapping[str, Any]) -> MultiTaskNet:
         """Rebuild from :meth:`resolved_config` output (e.g. read back from a checkpoint's JSON)."""
         network = NetworkConfig(**tuples_of(resolved["network"]))
         tasks = {name: TASKS[name].config_class(**tuples_of(cfg)) for name, cfg in resolved["tasks"].items()}
-        return cls(network, tasks, ab_prior)
+        return cls(network, tasks)
 
     def resolved_config(self) -> dict[str, Any]:
         """Network and task configs as plain data, for checkpoints and logs."""
         tasks = {name: asdict(task.config) for name, task in self.tasks.items()}
         return {"network": asdict(self.config), "tasks": tasks}
 
-    def _build_task(self, name: str, task_config: Any, ab_prior: Any) -> Task:
-        extra = {"ab_prior": ab_prior} if name == "color" else {}
-        task = TASKS[name](self.trunk.out_channels, self.trunk.stride, task_config, **extra)
+    def _build_task(self, name: str, task_config: Any, inputs: Mapping[str, Any]) -> Task:
+        task = TASKS[name](self.trunk.out_channels, self.trunk.stride, task_config, **inputs)
         task.augment = self.config.augment
         return task
 

@@ -8,17 +8,31 @@ with ``.to(device)``). Per training step the network calls, in order::
     loss, metrics = task.loss_and_metric(outputs, targets)  # scalar loss, dict of detached scalars
 
 Each task module also defines a frozen config dataclass with the paper's defaults (each number cites its
-source) and its losses as pure functions.
+source) and its losses as pure functions, and its class says what the trainer needs to know of it, so
+that the loop, the network, the shard-set checks and the plots hold no task name:
+
+- ``FIELDS``: the batch keys it reads per input mode (the loader decodes only those);
+- ``metric_name``: its metric in logs, plots and reports;
+- ``check_run(run)``: a run option it cannot work with (e.g. too small a batch), as a message;
+- ``check_set(sset, run)``: its shard set's build options that contradict the run (``ShardSetError``);
+- ``manifest_inputs(manifest)``: what its constructor takes from its set's manifest (the colour prior);
+- ``loader_crop(recipe, run)``: the side of the square crop its loader takes of every image field.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import fields, replace
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
+
+from mtssl.inputs import check_mode
+
+if TYPE_CHECKING:
+    from mtssl.data.shardsets import ShardSet
 
 Batch = dict[str, torch.Tensor]
 Targets = dict[str, torch.Tensor]
@@ -51,6 +65,16 @@ def resolve_widths(config: Any, in_channels: int) -> Any:
     return replace(config, **resolved) if resolved else config
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run asks of every task's shard set and loader (from its train config)."""
+
+    input_mode: str = "harmonized"
+    batch_size: int = 1  # this task's batch
+    patch_size: int | None = None  # relpos patch / exemplar view side the run expects; None accepts the set's
+    motion_crop: int | None = None  # side of the square motion crops; None: the stored frames' shorter side
+
+
 class Task(nn.Module, ABC):
     """Base class of a pretext task: config, head, input preparation, loss and metric.
 
@@ -64,6 +88,7 @@ class Task(nn.Module, ABC):
     name: ClassVar[str]
     metric_name: ClassVar[str]
     config_class: ClassVar[type]
+    FIELDS: ClassVar[Mapping[str, tuple[str, ...]]]  # input mode -> batch keys read (see mtssl.data.stream)
     augment: bool = True  # draw crops and flips per step while training (the network sets it from its config)
 
     def __init__(self, in_channels: int, stride: int, config: Any | None = None) -> None:
@@ -76,9 +101,31 @@ class Task(nn.Module, ABC):
         """Whether ``prepare`` draws fresh crops and flips: when training with augmentation on (not in eval)."""
         return self.training and self.augment
 
-    @abstractmethod
-    def keys(self, mode: str) -> tuple[str, ...]:
+    @classmethod
+    def keys(cls, mode: str) -> tuple[str, ...]:
         """Batch keys this task reads in ``mode`` (so the loader can skip decoding the others)."""
+        check_mode(mode)
+        return cls.FIELDS[mode]
+
+    @classmethod
+    def check_run(cls, run: RunOptions) -> str | None:
+        """Why the run's options cannot train this task (a message), or None."""
+        return None
+
+    @classmethod
+    def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
+        """Raise ``ShardSetError`` when the set's build options contradict the run (the fields are checked
+        by the caller)."""
+
+    @classmethod
+    def manifest_inputs(cls, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of the constructor that come from the task's shard-set manifest."""
+        return {}
+
+    @classmethod
+    def loader_crop(cls, recipe: Mapping[str, Any], run: RunOptions) -> int | None:
+        """Side of the random square crop the loader takes of every image field (None: whole fields)."""
+        return None
 
     @abstractmethod
     def prepare(
@@ -93,3 +140,16 @@ class Task(nn.Module, ABC):
     @abstractmethod
     def loss_and_metric(self, outputs: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Scalar loss (fp32) and ``{metric_name: value}`` (detached scalars)."""
+
+
+def check_patch_size(sset: ShardSet, run: RunOptions, option: str, build_flag: str) -> None:
+    """The set's stored patch side (``config.recipe.<option>``) must be the run's ``--patch-size``, when given."""
+    from mtssl.contract import ShardSetError
+
+    built = sset.recipe.get(option)
+    if run.patch_size is not None and built != run.patch_size:
+        raise ShardSetError(
+            f"{sset.where} was built with {option} {built} (config.recipe.{option}), but this run expects "
+            f"--patch-size {run.patch_size}. Pass --patch-size {built}, or rebuild the set with "
+            f"`mtssl-data build {sset.task} {build_flag} {run.patch_size} ... --out {sset.root} --overwrite`"
+        )

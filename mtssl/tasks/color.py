@@ -11,9 +11,10 @@ the target's entropy, a constant, so the gradients are identical and a perfect f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,9 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtssl.augment import crop_at, crop_offsets, flip_mask, flip_where
-from mtssl.contract import NUM_AB_BINS, ab_bins
+from mtssl.contract import NUM_AB_BINS, ShardSetError, ab_bins
 from mtssl.inputs import l_input, match_channels
-from mtssl.tasks.base import Batch, Targets, Task
+from mtssl.tasks.base import Batch, RunOptions, Targets, Task
+
+if TYPE_CHECKING:
+    from mtssl.data.shardsets import ShardSet
 
 AB_OFFSET = 128  # stored ab are int8: index the 256 x 256 table with value + 128
 
@@ -179,6 +183,9 @@ class ColorTask(Task):
     name = "color"
     metric_name = "color_acc"
     config_class = ColorConfig
+    # Both modes read the stored L (its ab target must match it exactly); grayscale (from the json) is
+    # optional: else it is told from ab.
+    FIELDS = {"harmonized": ("l", "bins", "ab", "grayscale"), "native": ("l", "bins", "ab", "grayscale")}
 
     def __init__(
         self, in_channels: int, stride: int, config: ColorConfig | None = None, ab_prior: object | None = None
@@ -194,8 +201,19 @@ class ColorTask(Task):
         self.register_buffer("table_indices", indices, persistent=False)
         self.register_buffer("table_weights", weights, persistent=False)
 
-    def keys(self, mode: str) -> tuple[str, ...]:
-        return ("l", "bins", "ab", "grayscale")  # grayscale (from the json) is optional: else from ab
+    @classmethod
+    def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
+        prior = sset.manifest.get("ab_prior")
+        if not isinstance(prior, list) or len(prior) != NUM_AB_BINS:
+            raise ShardSetError(
+                f"{sset.where} has no {NUM_AB_BINS}-bin ab_prior in its manifest (class rebalancing needs it); "
+                f"rebuild it: {sset.build_hint()}"
+            )
+
+    @classmethod
+    def manifest_inputs(cls, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """The set's empirical ab prior, for class rebalancing."""
+        return {"ab_prior": manifest.get("ab_prior")}
 
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None

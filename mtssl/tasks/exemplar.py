@@ -9,15 +9,19 @@ ICCV 2015, "Unsupervised Learning of Visual Representations using Videos").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mtssl.augment import flip_mask, flip_where, random_crop
-from mtssl.inputs import check_mode, image_input, match_channels, split_views
-from mtssl.tasks.base import Batch, Targets, Task
+from mtssl.contract import ShardSetError
+from mtssl.inputs import image_input, match_channels, split_views
+from mtssl.tasks.base import Batch, RunOptions, Targets, Task, check_patch_size
+
+if TYPE_CHECKING:
+    from mtssl.data.shardsets import ShardSet
 
 
 @dataclass(frozen=True)
@@ -110,14 +114,27 @@ class ExemplarTask(Task):
     name = "exemplar"
     metric_name = "exemplar_acc"
     config_class = ExemplarConfig
+    FIELDS = {"harmonized": ("rgb",), "native": ("rgb",)}  # harmonized converts the views to L on the device
 
     def __init__(self, in_channels: int, stride: int, config: ExemplarConfig | None = None) -> None:
         super().__init__(in_channels, stride, config)
         self.head = ExemplarHead(in_channels, self.config.hidden, self.config.dim)
 
-    def keys(self, mode: str) -> tuple[str, ...]:
-        check_mode(mode)
-        return ("rgb",)  # harmonized mode converts it to L on the device
+    @classmethod
+    def check_run(cls, run: RunOptions) -> str | None:
+        if run.batch_size < 2:
+            return "exemplar's triplet loss needs at least 2 images per batch: raise --task-batch exemplar"
+        return None
+
+    @classmethod
+    def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
+        check_patch_size(sset, run, "view_size", "--view-size")
+        views = sset.recipe.get("views", 0)
+        if views < 2:
+            raise ShardSetError(
+                f"{sset.where} stores {views} view(s) per image; the triplet loss needs anchor and positive views. "
+                f"Rebuild with `mtssl-data build exemplar --views 4 ... --out {sset.root} --overwrite`"
+            )
 
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None

@@ -6,16 +6,21 @@ sigmoid cross-entropy against the stored binary mask (0/255).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mtssl.augment import flip_mask, flip_where
-from mtssl.inputs import check_mode, image_input, match_channels
-from mtssl.tasks.base import Batch, Targets, Task
+from mtssl.contract import ShardSetError
+from mtssl.inputs import image_input, match_channels
+from mtssl.tasks.base import Batch, RunOptions, Targets, Task
+
+if TYPE_CHECKING:
+    from mtssl.data.shardsets import ShardSet
 
 
 @dataclass(frozen=True)
@@ -72,15 +77,27 @@ class MotionTask(Task):
     name = "motion"
     metric_name = "motion_iou"
     config_class = MotionConfig
+    FIELDS = {"harmonized": ("rgb", "mask"), "native": ("rgb", "mask")}  # harmonized: frame to L on the device
 
     def __init__(self, in_channels: int, stride: int, config: MotionConfig | None = None) -> None:
         super().__init__(in_channels, stride, config)
         upsample = max(stride // self.config.logit_stride, 1)
         self.head = MotionHead(in_channels, self.config.hidden, upsample)
 
-    def keys(self, mode: str) -> tuple[str, ...]:
-        check_mode(mode)
-        return ("rgb", "mask")  # harmonized mode converts the frame to L on the device
+    @classmethod
+    def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
+        size = sset.recipe.get("size")
+        if run.motion_crop is not None and size is not None and run.motion_crop > size:
+            raise ShardSetError(
+                f"{sset.where} stores frames whose shorter side is {size} (config.recipe.size), smaller than "
+                f"--motion-crop {run.motion_crop}. Pass --motion-crop {size} or less, or rebuild with "
+                f"`mtssl-data build motion --size {run.motion_crop} ... --out {sset.root} --overwrite`"
+            )
+
+    @classmethod
+    def loader_crop(cls, recipe: Mapping[str, Any], run: RunOptions) -> int | None:
+        """Square crops of the run's ``--motion-crop`` side, else of the stored frames' shorter side."""
+        return run.motion_crop or recipe.get("size")
 
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None

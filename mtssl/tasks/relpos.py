@@ -8,7 +8,7 @@ the head embeds each patch, joins the two embeddings and classifies 8 ways (soft
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,10 @@ from torch import nn
 from mtssl.augment import flip_mask, flip_where, random_crop
 from mtssl.contract import RELPOS_CENTRE, RELPOS_GRID, RELPOS_LABELS
 from mtssl.inputs import check_mode, match_channels, random_downsample, relpos_input, rgb_to_l8, split_grid
-from mtssl.tasks.base import Batch, Targets, Task
+from mtssl.tasks.base import Batch, RunOptions, Targets, Task, check_patch_size
+
+if TYPE_CHECKING:
+    from mtssl.data.shardsets import ShardSet
 
 NUM_CLASSES = 8
 NEIGHBOURS = tuple(sorted(RELPOS_LABELS))
@@ -115,6 +118,7 @@ class RelPosTask(Task):
     name = "relpos"
     metric_name = "relpos_acc"
     config_class = RelPosConfig
+    FIELDS = {"harmonized": ("rgb",), "native": ("rgb",)}  # harmonized converts the tiling to L on the device
 
     def __init__(self, in_channels: int, stride: int, config: RelPosConfig | None = None) -> None:
         super().__init__(in_channels, stride, config)
@@ -123,9 +127,9 @@ class RelPosTask(Task):
         self.register_buffer("neighbours", torch.tensor(NEIGHBOURS), persistent=False)
         self.register_buffer("labels", torch.tensor([RELPOS_LABELS[n] for n in NEIGHBOURS]), persistent=False)
 
-    def keys(self, mode: str) -> tuple[str, ...]:
-        check_mode(mode)
-        return ("rgb",)  # harmonized mode converts the tiling to L on the device
+    @classmethod
+    def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
+        check_patch_size(sset, run, "patch", "--patch")
 
     def select(self, patches: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Grid patches (N,9,C,P,P) -> (N,G,C,P,P) with the centre first, and the pair labels."""

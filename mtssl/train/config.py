@@ -17,7 +17,6 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from mtssl.contract import TASKS
 from mtssl.inputs import MODES
 
 OPTIMIZERS = ("rmsprop", "sgd", "adamw")
@@ -111,6 +110,8 @@ class TrainConfig:
         check(self.distributed in DIST_MODES, f"--distributed must be one of {DIST_MODES}, got {self.distributed!r}")
         check(self.input_mode in MODES, f"--input-mode must be one of {MODES}, got {self.input_mode!r}")
         check(self.jpeg_decode in ("cpu", "device"), f"--jpeg-decode must be cpu or device, got {self.jpeg_decode!r}")
+        from mtssl.tasks import TASKS  # the registry imports torch: only once a config is made, not for --help
+
         unknown = sorted(set(self.tasks or ()) - set(TASKS)) + sorted(set(self.task_batch) - set(TASKS))
         check(not unknown, f"unknown task(s) {unknown}; tasks are {', '.join(TASKS)}")
         check(self.tasks is None or len(self.tasks) > 0, "--tasks must name at least one task")

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from mtssl.data.device_decode import require_backend
-from mtssl.data.shardsets import RunNeeds, ShardSet, ShardSetError, check_run, manifest_hashes, open_sets
+from mtssl.data.shardsets import ShardSet, ShardSetError, check_run, manifest_hashes, open_sets
 from mtssl.data.stream import HEALTH_KEY, StepStream, TaskSpec, fields_for, fixed_batches, make_loader, to_device
 from mtssl.model import MultiTaskNet, NetworkConfig
 from mtssl.tasks import TASKS as TASK_CLASSES
+from mtssl.tasks.base import RunOptions
 from mtssl.train import checkpoint as ckpt
 from mtssl.train import distributed as ddp
 from mtssl.train.config import ConfigError, TrainConfig
@@ -64,11 +65,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
 
     # ============ shard sets: find them, check them against the run ============
-    sets = open_sets(cfg.shards, cfg.tasks, cfg.verify)
+    sets = open_sets(cfg.shards, TASK_CLASSES, cfg.tasks, cfg.verify)
     cfg = replace(cfg, tasks=tuple(sets))
-    net = build_network(cfg, sets)
     for task, sset in sets.items():
-        check_run(sset, RunNeeds(fields_for(net.keys(task)), cfg.patch_size, cfg.motion_crop, cfg.input_mode))
+        problem = TASK_CLASSES[task].check_run(run_options(cfg, task))
+        if problem:
+            raise ConfigError(problem)
+        check_run(sset, TASK_CLASSES[task], run_options(cfg, task), fields_for(TASK_CLASSES[task].keys(cfg.input_mode)))
+    net = build_network(cfg, sets)
     if found is not None:
         check_same_shards(found[1]["manifests"], manifest_hashes(sets.values()))
 
@@ -198,7 +202,7 @@ def augment_seed(seed: int, rank: int, step: int) -> int:
 
 
 def build_network(cfg: TrainConfig, sets: dict[str, ShardSet]) -> MultiTaskNet:
-    """The lasso network for the run's tasks; the colour head rebalances with the colour set's ab prior."""
+    """The lasso network for the run's tasks; each head gets what it takes from its set's manifest."""
     network = NetworkConfig(
         tasks=cfg.tasks,
         depth=cfg.depth,
@@ -211,23 +215,23 @@ def build_network(cfg: TrainConfig, sets: dict[str, ShardSet]) -> MultiTaskNet:
         channels_last=cfg.channels_last,
     )
     task_configs = {t: TASK_CLASSES[t].config_class(**cfg.task_options.get(t, {})) for t in cfg.tasks}
-    prior = sets["color"].ab_prior if "color" in sets else None
-    return MultiTaskNet(network, task_configs, prior)
+    inputs = {t: TASK_CLASSES[t].manifest_inputs(sets[t].manifest) for t in cfg.tasks if t in sets}
+    return MultiTaskNet(network, task_configs, inputs)
+
+
+def run_options(cfg: TrainConfig, task: str) -> RunOptions:
+    return RunOptions(cfg.input_mode, cfg.batch_for(task), cfg.patch_size, cfg.motion_crop)
 
 
 def task_spec(
     cfg: TrainConfig, sset: ShardSet, net: MultiTaskNet, urls: list[str], keep_jpeg: bool = False
 ) -> TaskSpec:
-    batch = cfg.batch_for(sset.task)
-    if sset.task == "exemplar" and batch < 2:
-        raise ConfigError("exemplar's triplet loss needs at least 2 images per batch: raise --task-batch exemplar")
-    crop = None
-    if sset.task == "motion":
-        crop = cfg.motion_crop or sset.recipe.get("size")
+    run = run_options(cfg, sset.task)
+    crop = TASK_CLASSES[sset.task].loader_crop(sset.recipe, run)
     md5 = sset.md5_by_url() if cfg.check_shards else {}
     checksums = tuple(md5[url] for url in urls) if md5 else ()
     fields = fields_for(net.keys(sset.task))
-    return TaskSpec(sset.task, tuple(urls), fields, batch, crop, cfg.shuffle_buffer, checksums, keep_jpeg)
+    return TaskSpec(sset.task, tuple(urls), fields, run.batch_size, crop, cfg.shuffle_buffer, checksums, keep_jpeg)
 
 
 def validation_batches(

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mtssl.tasks import TASKS
 from mtssl.train.logging import LOG_FILE, read_log
 
 CURVES_FILE = "curves.png"
 LASSO_FILE = "lasso.png"
-METRICS = {"relpos": "relpos_acc", "color": "color_acc", "exemplar": "exemplar_acc", "motion": "motion_iou"}
+METRICS = {name: task.metric_name for name, task in TASKS.items()}  # task -> its metric's log key
 
 
 def write_plots(run: Path) -> list[Path]:

@@ -45,7 +45,8 @@ class Recipe:
     ``make_sample(frame, window, cfg, state)`` turns one frame and the decoded frames around it into a
     sample (or raises ``pipelines.errors.Filtered``). Either raises ``pipelines.errors.Reject`` for an
     unusable input. ``fields`` are the members each sample gets (the build adds ``json``); ``summarize``
-    turns the set's summed per-sample counts into manifest entries (the colour set's ab prior).
+    turns the set's summed per-sample counts into manifest entries (the colour set's ab prior);
+    ``preview_row`` draws one decoded sample for ``mtssl-data preview``.
     Every config has ``min_source_side``; ``draft_side`` lets an image recipe decode JPEGs at reduced
     DCT scale; ``setup`` makes a video recipe's per-shard state (motion: its optical-flow object).
     """
@@ -55,6 +56,7 @@ class Recipe:
     source: str
     fields: tuple[str, ...]
     make_sample: Callable[..., RecipeOutput]
+    preview_row: Callable[[dict[str, Any]], np.ndarray]  # a decoded sample -> one row of the contact sheet
     draft_side: Callable[[Any], int | None] = _no_draft
     summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]] = _no_summary
     setup: Callable[[Any], Any] = _no_state

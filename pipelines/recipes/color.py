@@ -2,6 +2,10 @@
 
 The target sits at a quarter of the input resolution (Zhang predicts at 1/4). Each set accumulates
 its empirical ab prior (bin histogram over colour images) for class rebalancing at training time.
+
+Stored per sample: ``l.jpg`` the L input (S x S), ``bins.png`` a 16-bit PNG of indices into the 313 ab
+bins at S/4 x S/4, ``ab.npy`` the int8 (S/4, S/4, 2) ab target those bins quantize (for soft encoding), and
+``json`` (``grayscale`` flag and recipe parameters).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import cv2
 import numpy as np
 
 from mtssl.contract import COLOR_TARGET_STRIDE, NUM_AB_BINS, encode_jpeg, encode_npy, encode_png
-from pipelines.lab import ab_of, max_abs_ab, quantize_ab, rgb_to_lab8
+from pipelines.drawing import hstack, label
+from pipelines.lab import ab_of, bins_to_ab, max_abs_ab, quantize_ab, render_lab, rgb_to_lab8
 from pipelines.recipes.base import Recipe, RecipeOutput
 from pipelines.resize import resize_short_side
 
@@ -52,12 +57,24 @@ def summarize(counts: dict[str, np.ndarray]) -> dict[str, list]:
     return {"ab_counts": total.astype(int).tolist(), "ab_prior": [round(float(p), 10) for p in prior]}
 
 
+def preview_row(sample: dict) -> np.ndarray:
+    """L input, the quantized ab target rendered back to colour with that L, and the stored ab."""
+    l8 = sample["l.jpg"]
+    target = render_lab(l8, bins_to_ab(sample["bins.png"]))
+    raw = render_lab(l8, sample["ab.npy"].astype(np.int16))
+    flag = "grayscale" if sample["json"]["grayscale"] else "colour"
+    return hstack(
+        [label(np.repeat(l8[..., None], 3, 2), f"L ({flag})"), label(target, "L + ab bins"), label(raw, "L + ab")]
+    )
+
+
 RECIPE = Recipe(
     name="color",
     config_type=ColorConfig,
     source="images",
     fields=("l.jpg", "bins.png", "ab.npy"),
     make_sample=make_sample,
+    preview_row=preview_row,
     draft_side=lambda cfg: cfg.size,
     summarize=summarize,
 )

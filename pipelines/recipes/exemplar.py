@@ -4,6 +4,9 @@ The ranges follow Dosovitskiy et al. section 3: scale 0.7-1.4, rotation +-20 deg
 anywhere the crop fits; S and V raised to a power in [0.25, 4], multiplied by [0.7, 1.4] and offset by
 [-0.1, 0.1]; hue offset [-0.1, 0.1] of the circle. Their PCA "contrast 1" is replaced by scaling each
 view's deviations from its mean by [0.5, 2]. Every view's parameters are stored in the sample.
+
+Stored per sample: ``rgb.jpg``, the K views tiled left to right into one (V x K*V) image, and ``json``
+with the augmentation parameters of every view.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mtssl.contract import encode_jpeg, tile
+from mtssl.contract import encode_jpeg, tile, untile
+from pipelines.drawing import hstack, label, vstack
+from pipelines.lab import rgb_to_lab8
 from pipelines.recipes.base import Recipe, RecipeOutput
 from pipelines.resize import resize
 
@@ -114,11 +119,21 @@ def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ExemplarConfig) 
     return RecipeOutput(fields=fields, params=meta)
 
 
+def preview_row(sample: dict) -> np.ndarray:
+    views = int(sample["rgb.jpg"].shape[1] // sample["rgb.jpg"].shape[0])
+    rgb = [
+        label(v, f"{p['rotation']:+.0f}d {p['scale']:.1f}x", scale=0.35)
+        for v, p in zip(untile(sample["rgb.jpg"], 1, views), sample["json"]["views"], strict=True)
+    ]
+    return vstack([hstack(rgb), hstack(list(untile(rgb_to_lab8(sample["rgb.jpg"])[..., 0], 1, views)))])
+
+
 RECIPE = Recipe(
     name="exemplar",
     config_type=ExemplarConfig,
     source="images",
     fields=("rgb.jpg",),
     make_sample=make_sample,
+    preview_row=preview_row,
     draft_side=lambda cfg: cfg.working_side,
 )

@@ -6,6 +6,9 @@ shot, by :func:`pipelines.motion.masks.motion_mask_at`: the pixels that move on 
 a sample, or is filtered with its reason (scene cut on every side, Pathak's foreground filter, no partner
 at all). :func:`pipelines.motion.score.partners` pairs frames the same way, so ``score-motion`` measures
 what the build stores.
+
+Stored per sample: ``rgb.jpg`` the frame, ``mask.png`` the 8-bit motion mask (0 or 255), ``json``
+per-frame stats.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mtssl.contract import encode_jpeg, encode_png
+from pipelines.drawing import hstack, label
 from pipelines.errors import Filtered
 from pipelines.motion.masks import (
     MaskConfig,
@@ -81,11 +87,19 @@ def make_sample(frame: Frame, window: dict[int, Frame], cfg: MotionConfig, flow:
     return RecipeOutput(fields=fields, params=params)
 
 
+def preview_row(sample: dict) -> np.ndarray:
+    frame, mask = sample["rgb.jpg"], sample["mask.png"] > 127
+    overlay = frame.copy()
+    overlay[mask] = (0.5 * overlay[mask] + 0.5 * np.array([255, 0, 0])).astype(np.uint8)
+    return hstack([frame, label(overlay, "motion mask")])
+
+
 RECIPE = Recipe(
     name="motion",
     config_type=MotionConfig,
     source="videos",
     fields=("rgb.jpg", "mask.png"),
     make_sample=make_sample,
+    preview_row=preview_row,
     setup=lambda cfg: make_flow(cfg.mask),
 )

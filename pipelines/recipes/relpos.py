@@ -4,6 +4,9 @@ Defaults follow the authors' deepcontext code (method.md): resize to a random to
 150K-450K pixels, 96-px patches with a 48-px gap, each patch jittered by up to +-7 px, random grid
 origin. All nine patches are stored, so the trainer can draw any of the 8 (centre, neighbour) pairs;
 colour dropping, downsampling and RMS normalisation are training-time input transforms.
+
+Stored per sample: ``rgb.jpg``, the 3x3 grid of patches tiled into one (3P x 3P) image in reading order
+(patch 4 is the centre; the pair (centre, neighbour n) has label ``RELPOS_LABELS[n]``), and ``json``.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtssl.contract import RELPOS_GRID, encode_jpeg, tile
+from mtssl.contract import RELPOS_CENTRE, RELPOS_GRID, RELPOS_LABELS, encode_jpeg, tile, untile
+from pipelines.drawing import hstack, label, vstack
 from pipelines.errors import Reject
+from pipelines.lab import rgb_to_lab8
 from pipelines.recipes.base import Recipe, RecipeOutput
 from pipelines.resize import resize
 
@@ -100,10 +105,22 @@ def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: RelposConfig) ->
     return RecipeOutput(fields=fields, params=params)
 
 
+def preview_row(sample: dict) -> np.ndarray:
+    """The nine patches with gaps, each neighbour with its pair label and the centre a C; beside them, in L."""
+    patches = untile(sample["rgb.jpg"], RELPOS_GRID, RELPOS_GRID)
+    labelled = [label(p, "C" if i == RELPOS_CENTRE else str(RELPOS_LABELS[i])) for i, p in enumerate(patches)]
+    rows = [hstack(labelled[r * RELPOS_GRID : (r + 1) * RELPOS_GRID]) for r in range(RELPOS_GRID)]
+    grid = vstack(rows)
+    gray_tiles = list(untile(rgb_to_lab8(sample["rgb.jpg"])[..., 0], RELPOS_GRID, RELPOS_GRID))
+    gray = vstack([hstack(gray_tiles[r * 3 : r * 3 + 3]) for r in range(RELPOS_GRID)])
+    return hstack([grid, gray])
+
+
 RECIPE = Recipe(
     name="relpos",
     config_type=RelposConfig,
     source="images",
     fields=("rgb.jpg",),
     make_sample=make_sample,
+    preview_row=preview_row,
 )

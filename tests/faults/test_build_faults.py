@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtssl.contract import MANIFEST_FILE
+from mtssl.tasks import TASKS
 from pipelines.build import build as build_set
 from pipelines.recipes import RECIPES
 
@@ -89,9 +90,9 @@ def test_a_removed_manifest_gets_the_advice_to_rerun_the_same_build(sample_image
     (tmp_path / "color" / MANIFEST_FILE).unlink()
     for shards in (tmp_path, tmp_path / "color"):  # the parent folder, or the set's own folder
         with pytest.raises(ShardSetError, match=r"manifest\.json: the build did not finish.*Rerun the same"):
-            open_sets(shards, ["color"])
+            open_sets(shards, TASKS, ["color"])
     build(sample_images, tmp_path / "color")  # the rerun writes it again
-    assert set(open_sets(tmp_path, ["color"])) == {"color"}
+    assert set(open_sets(tmp_path, TASKS, ["color"])) == {"color"}
 
 
 def test_verify_fails_a_set_with_no_sample(tmp_path):

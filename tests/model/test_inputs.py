@@ -113,7 +113,7 @@ def test_batch_from_samples_reads_the_stored_encodings():
             "json": contract.encode_json({"grayscale": i == 1}),
         }
         raw.append({"__key__": f"k{i}", **fields})
-    decoded = [contract.decode_sample("color", s) for s in raw]
+    decoded = [contract.decode_sample(s, ("l.jpg", "bins.png", "ab.npy", "json")) for s in raw]
     batch = batch_from_samples(decoded)
     assert batch["l"].shape == (2, 1, 16, 16) and batch["l"].dtype == torch.uint8
     assert batch["bins"].shape == (2, 4, 4) and batch["bins"].dtype == torch.int64

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from mtssl.contract import MANIFEST_FILE, PARTS_DIR, SCHEMA_VERSION, TASK_FIELDS, decode_sample
+from mtssl.contract import MANIFEST_FILE, PARTS_DIR, SCHEMA_VERSION, decode_sample
 from pipelines.build import build as build_set
 from pipelines.plan import PlanMismatch
 from pipelines.recipes import RECIPES
@@ -83,8 +83,9 @@ def test_plain_webdataset_reads_every_sample(local_builds, task):
     samples = list(wds.WebDataset(urls, shardshuffle=False))
     assert len(samples) == manifest["totals"]["samples"]
     for sample in samples:
-        assert set(TASK_FIELDS[task]) <= set(sample)
-        decoded = decode_sample(task, sample)
+        fields = (*RECIPES[task].fields, "json")
+        assert set(fields) <= set(sample)
+        decoded = decode_sample(sample, fields)
         assert decoded["json"]["source"].endswith(".jpg")
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from mtssl.tasks import TASKS
+
 s3fs = pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
@@ -87,7 +89,7 @@ def specs_of(sets) -> list[TaskSpec]:
 
 
 def test_sets_in_a_bucket_are_found_checked_and_streamed_like_local_ones(bucket_shards, shard_root):
-    remote, here = open_sets(bucket_shards), open_sets(shard_root)
+    remote, here = open_sets(bucket_shards, TASKS), open_sets(shard_root, TASKS)
     assert list(remote) == list(here) == list(KEYS)
     assert all(url.startswith(f"s3://{BUCKET}/shards/") for sset in remote.values() for url in sset.urls)
     assert {t: s.manifest_hash for t, s in remote.items()} == {t: s.manifest_hash for t, s in here.items()}
@@ -99,7 +101,7 @@ def test_sets_in_a_bucket_are_found_checked_and_streamed_like_local_ones(bucket_
 
 
 def test_a_loader_worker_streams_from_the_bucket(bucket_shards):
-    stream = StepStream(specs_of(open_sets(bucket_shards, ["relpos", "color"])), 0, 0, 0, 10)
+    stream = StepStream(specs_of(open_sets(bucket_shards, TASKS, ["relpos", "color"])), 0, 0, 0, 10)
     bundles = list(islice(iter(make_loader(stream, workers=1, pin_memory=False)), 3))
     assert [tuple(b["relpos"]["rgb"].shape) for b in bundles] == [(3, 3, 96, 96)] * 3
     assert all(sum(b["__health__"]["bad"].values()) == 0 for b in bundles)
@@ -113,7 +115,7 @@ def test_training_runs_from_the_bucket(bucket_shards, tiny_config):
 
 
 def test_an_unreadable_object_is_skipped_and_counted(s3_server, bucket_shards):
-    sets = open_sets(bucket_shards, ["relpos"])
+    sets = open_sets(bucket_shards, TASKS, ["relpos"])
     urls = sets["relpos"].urls
     spec = TaskSpec("relpos", (*urls, urls[0] + ".gone"), fields_for(KEYS["relpos"]), 3, buffer=8)
     with pytest.warns(UserWarning, match="does not exist"):
@@ -128,4 +130,4 @@ def test_an_unreadable_object_is_skipped_and_counted(s3_server, bucket_shards):
 )
 def test_a_missing_prefix_or_bucket_is_one_clear_error(s3_server, url, message):
     with pytest.raises(ShardSetError, match=message):
-        open_sets(url)
+        open_sets(url, TASKS)

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mtssl.contract import MANIFEST_FILE, SCHEMA_VERSION, TASKS
-from mtssl.data.shardsets import RunNeeds, ShardSetError, check_run, load_set, md5_file, open_sets
+from mtssl.contract import MANIFEST_FILE, SCHEMA_VERSION
+from mtssl.data.shardsets import ShardSetError, check_run, load_set, md5_file, open_sets
+from mtssl.tasks import TASKS
+from mtssl.tasks.base import RunOptions
 from mtssl.train.cli import app
 
 
@@ -30,29 +32,29 @@ def edit_manifest(folder: Path, **changes) -> None:
 
 def test_sets_are_found_by_their_manifests(shards):
     (shards / "motion").rename(shards / "frames")  # the task comes from the manifest, not the folder
-    sets = open_sets(shards)
+    sets = open_sets(shards, TASKS)
     assert list(sets) == list(TASKS)
     assert Path(sets["motion"].root).name == "frames" and sets["color"].samples == 8
-    assert list(open_sets(shards, ["motion", "relpos"])) == ["relpos", "motion"]
-    assert list(open_sets(shards / "color")) == ["color"]  # a set folder itself
+    assert list(open_sets(shards, TASKS, ["motion", "relpos"])) == ["relpos", "motion"]
+    assert list(open_sets(shards / "color", TASKS)) == ["color"]  # a set folder itself
 
 
 def test_a_missing_set_names_the_task_and_the_build_command(shards):
     shutil.rmtree(shards / "exemplar")
     with pytest.raises(ShardSetError, match=r"no exemplar shard set .*mtssl-data build exemplar"):
-        open_sets(shards, ["relpos", "exemplar"])
+        open_sets(shards, TASKS, ["relpos", "exemplar"])
 
 
 def test_an_unfinished_build_is_refused(shards):
     (shards / "color" / MANIFEST_FILE).unlink()
     with pytest.raises(ShardSetError, match="did not finish"):
-        open_sets(shards)
+        open_sets(shards, TASKS)
 
 
 def test_a_corrupt_manifest_is_refused(shards):
     (shards / "relpos" / MANIFEST_FILE).write_text('{"task": "relpos", "schema_ver')
     with pytest.raises(ShardSetError, match="corrupt"):
-        open_sets(shards, ["relpos"])
+        open_sets(shards, TASKS, ["relpos"])
 
 
 def test_another_schema_version_is_refused_and_an_older_readable_one_read(shards):
@@ -60,7 +62,7 @@ def test_another_schema_version_is_refused_and_an_older_readable_one_read(shards
     assert load_set(shards / "motion").manifest["schema_version"] == 1
     edit_manifest(shards / "motion", schema_version=SCHEMA_VERSION + 1)
     with pytest.raises(ShardSetError, match=f"schema version {SCHEMA_VERSION + 1}.*reads versions 1, 2"):
-        open_sets(shards, ["motion"])
+        open_sets(shards, TASKS, ["motion"])
 
 
 def test_missing_and_truncated_shards_are_refused(shards):
@@ -86,24 +88,24 @@ def test_verify_catches_a_changed_byte_of_the_same_size(shards):
 
 def test_a_patch_size_other_than_the_runs_is_refused(shard_root):
     relpos, exemplar = load_set(shard_root / "relpos"), load_set(shard_root / "exemplar")
-    check_run(relpos, RunNeeds(("rgb.jpg",), patch_size=32))
+    check_run(relpos, TASKS["relpos"], RunOptions(patch_size=32), ("rgb.jpg",))
     with pytest.raises(ShardSetError, match=r"patch 32 .*--patch-size 96.*--patch 96"):
-        check_run(relpos, RunNeeds(("rgb.jpg",), patch_size=96))
+        check_run(relpos, TASKS["relpos"], RunOptions(patch_size=96), ("rgb.jpg",))
     with pytest.raises(ShardSetError, match=r"view_size 32 .*--patch-size 64"):
-        check_run(exemplar, RunNeeds(("rgb.jpg",), patch_size=64))
+        check_run(exemplar, TASKS["exemplar"], RunOptions(patch_size=64), ("rgb.jpg",))
 
 
 def test_a_motion_crop_larger_than_the_frames_is_refused(shard_root):
     motion = load_set(shard_root / "motion")
-    check_run(motion, RunNeeds(("rgb.jpg", "mask.png"), motion_crop=96))
+    check_run(motion, TASKS["motion"], RunOptions(motion_crop=96), ("rgb.jpg", "mask.png"))
     with pytest.raises(ShardSetError, match="--motion-crop 128"):
-        check_run(motion, RunNeeds(("rgb.jpg", "mask.png"), motion_crop=128))
+        check_run(motion, TASKS["motion"], RunOptions(motion_crop=128), ("rgb.jpg", "mask.png"))
 
 
 def test_a_color_set_without_its_prior_is_refused(shards):
     edit_manifest(shards / "color", ab_prior=None)
     with pytest.raises(ShardSetError, match="ab_prior"):
-        check_run(load_set(shards / "color"), RunNeeds(("l.jpg", "bins.png", "ab.npy", "json")))
+        check_run(load_set(shards / "color"), TASKS["color"], RunOptions(), ("l.jpg", "bins.png", "ab.npy", "json"))
 
 
 def without_field(tar_path: Path, field: str) -> None:
@@ -125,9 +127,9 @@ def test_a_set_lacking_the_input_modes_field_is_refused(shards):
         entry["filesize"], entry["md5sum"] = (folder / entry["url"]).stat().st_size, md5_file(folder / entry["url"])
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
     sset = load_set(folder, verify=True)
-    check_run(sset, RunNeeds(("json",), input_mode="native"))
+    check_run(sset, TASKS["exemplar"], RunOptions(input_mode="native"), ("json",))
     with pytest.raises(ShardSetError, match=r"no rgb.jpg field, which input mode 'harmonized' reads"):
-        check_run(sset, RunNeeds(("rgb.jpg",), input_mode="harmonized"))
+        check_run(sset, TASKS["exemplar"], RunOptions(input_mode="harmonized"), ("rgb.jpg",))
 
 
 def test_the_cli_reports_an_unusable_set_in_one_line(shards, tmp_path):

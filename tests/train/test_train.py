@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtssl.contract import TASKS
 from mtssl.model import ResNetV2Trunk, TrunkConfig
+from mtssl.tasks import TASKS
 from mtssl.train.checkpoint import LATEST, TRUNK_FILE, checkpoints, load_checkpoint
 from mtssl.train.config import ConfigError, TrainConfig
 from mtssl.train.logging import LOG_FILE, read_log

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import mtssl.train.loop as loop
-from mtssl.contract import TASKS
 from mtssl.data.shardsets import ShardSet, open_sets
+from mtssl.tasks import TASKS
 from mtssl.tasks import TASKS as TASK_CLASSES
 from mtssl.train.checkpoint import load_checkpoint
 from mtssl.train.logging import LOG_FILE, read_log
@@ -94,7 +94,7 @@ def test_a_run_logs_validation_of_every_task_and_never_trains_on_it(split_root, 
     assert all(math.isfinite(log[i][key]) for i in (1, 3) for key in every)
     assert all(0 <= log[3][f"val_{METRICS[task]}"] <= 1 for task in TASKS)
 
-    sets = open_sets(split_root)
+    sets = open_sets(split_root, TASKS)
     for spec in specs:  # the training streams never read a held-out shard
         train_urls, held = sets[spec.task].split(1)
         assert held and set(spec.urls) == set(train_urls) and not set(spec.urls) & set(held)
@@ -121,7 +121,7 @@ def test_a_run_logs_validation_of_every_task_and_never_trains_on_it(split_root, 
 
 def test_only_sets_with_a_split_are_validated(shard_root, tiny_config, capsys):
     """The shared fixture: the image sets have 2 shards (no split), motion has 3 (one held out)."""
-    sets = open_sets(shard_root)
+    sets = open_sets(shard_root, TASKS)
     assert {task: len(sset.split(1)[1]) for task, sset in sets.items()} == {
         "relpos": 0,
         "color": 0,
@@ -141,7 +141,7 @@ def test_only_sets_with_a_split_are_validated(shard_root, tiny_config, capsys):
 
 def test_validate_is_deterministic_and_leaves_the_network_as_it_was(split_root, tiny_config):
     cfg = tiny_config(shards=str(split_root), batch_size=2, val_shards=1, val_batches=2)
-    sets = open_sets(split_root)
+    sets = open_sets(split_root, TASKS)
     cfg = replace(cfg, tasks=tuple(sets))
     torch.manual_seed(0)
     net = build_network(cfg, sets)
