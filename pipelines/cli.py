@@ -11,33 +11,27 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipelines.imageio import DEFAULT_MAX_PIXELS
+from pipelines.build_options import build_command
 from pipelines.motion.masks import PRESETS, QUALITY, MaskConfig, quality_config
-from pipelines.progress import console, make_progress
+from pipelines.progress import HelpCommand, HelpGroup, console, make_progress
+from pipelines.recipes import RECIPES
 from pipelines.recipes.color import ColorConfig
 from pipelines.recipes.exemplar import ExemplarConfig
 from pipelines.recipes.motion import MotionConfig
 from pipelines.recipes.relpos import RelposConfig
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-build_app = typer.Typer(help="Build the shard set of one pretext task.", no_args_is_help=True)
+app = typer.Typer(
+    help="Build, inspect and verify pretext shard sets.",
+    cls=HelpGroup,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+build_app = typer.Typer(help="Build the shard set of one pretext task.", cls=HelpGroup, no_args_is_help=True)
 app.add_typer(build_app, name="build")
 
-Images = Annotated[
-    Path,
-    typer.Option(
-        "--images", help="Image tree (ImageNet layout: class folders of images).", exists=True, file_okay=False
-    ),
-]
-Out = Annotated[Path, typer.Option("--out", help="Output folder of the shard set.")]
 Workers = Annotated[int, typer.Option(help="Local Ray workers (CPUs); 0 builds in this process without Ray.", min=0)]
-RayAddress = Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster instead of a local one.")]
-PerShard = Annotated[int, typer.Option("--samples-per-shard", help="Inputs per shard (about 100 KB each).", min=1)]
-Seed = Annotated[int, typer.Option(help="Seed of the shard order and of every sample's randomness.")]
-Limit = Annotated[int | None, typer.Option(help="Use a random subset of N inputs.", min=1)]
-MaxPixels = Annotated[int, typer.Option("--max-pixels", help="Reject images with more pixels (decompression bombs).")]
-Overwrite = Annotated[bool, typer.Option(help="Replace a different build found in --out.")]
-Quality = Annotated[int, typer.Option("--jpeg-quality", min=50, max=100, help="JPEG quality of stored images.")]
+
 MaskQuality = Annotated[
     str,
     typer.Option(
@@ -61,40 +55,20 @@ def mask_config(quality: str, preset: str | None) -> MaskConfig:
     return dataclasses.replace(cfg, preset=preset)
 
 
-def _run_build(
-    task: str,
-    images: Path,
-    out: Path,
-    recipe_config: Any,
-    workers: int,
-    ray_address: str | None,
-    samples_per_shard: int,
-    seed: int,
-    limit: int | None,
-    max_pixels: int,
-    overwrite: bool,
-    replace_own: bool = False,
+def run_build(
+    task: str, recipe_config: Any, *, source: Path, out: Path, replace_own: bool = False, **options: Any
 ) -> None:
+    """Build (or resume) a set and report it (``options``: those of ``pipelines.build.build``)."""
     from pipelines.build import build
 
-    _report(
-        task,
-        out,
-        lambda overwrite=overwrite: build(
-            task,
-            images,
-            out,
-            recipe_config,
-            workers=workers,
-            ray_address=ray_address,
-            overwrite=overwrite,
-            seed=seed,
-            samples_per_shard=samples_per_shard,
-            limit=limit,
-            max_pixels=max_pixels,
-        ),
-        replace_own=replace_own,
-    )
+    def run(overwrite: bool = options.pop("overwrite", False)) -> Any:
+        return build(task, source, out, recipe_config, overwrite=overwrite, **options)
+
+    _report(task, out, run, replace_own=replace_own)
+
+
+for _task, _recipe in RECIPES.items():  # mtssl-data build TASK: options from the recipe's config
+    build_app.command(_task, cls=HelpCommand)(build_command(_recipe, run_build))
 
 
 def os_error_line(exc: OSError, out: Path) -> str:
@@ -146,159 +120,7 @@ def _report(task: str, out: Path, run: Callable[..., Any], replace_own: bool = F
         raise typer.Exit(1)
 
 
-@build_app.command("relpos")
-def build_relpos(
-    images: Images,
-    workers: Workers = 2,
-    out: Out = Path("shards/relpos"),
-    ray_address: RayAddress = None,
-    samples_per_shard: PerShard = 1000,
-    seed: Seed = 0,
-    limit: Limit = None,
-    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
-    overwrite: Overwrite = False,
-    jpeg_quality: Quality = 95,
-    patch: Annotated[int, typer.Option(help="Patch side in pixels.")] = RelposConfig.patch,
-    gap: Annotated[int, typer.Option(help="Gap between patches in pixels.")] = RelposConfig.gap,
-    jitter: Annotated[int, typer.Option(help="Maximum jitter of each patch in pixels.")] = RelposConfig.jitter,
-    min_area: Annotated[int, typer.Option(help="Smallest total area images are resized to.")] = RelposConfig.min_area,
-    max_area: Annotated[int, typer.Option(help="Largest total area images are resized to.")] = RelposConfig.max_area,
-    min_source_side: Annotated[int, typer.Option(help="Reject sources with a shorter side.")] = 192,
-) -> None:
-    """Relative position: a 3x3 grid of jittered patches per image (Doersch et al. 2015)."""
-    cfg = RelposConfig(
-        patch=patch,
-        gap=gap,
-        jitter=jitter,
-        min_area=min_area,
-        max_area=max_area,
-        min_source_side=min_source_side,
-        jpeg_quality=jpeg_quality,
-    )
-    _run_build("relpos", images, out, cfg, workers, ray_address, samples_per_shard, seed, limit, max_pixels, overwrite)
-
-
-@build_app.command("color")
-def build_color(
-    images: Images,
-    workers: Workers = 2,
-    out: Out = Path("shards/color"),
-    ray_address: RayAddress = None,
-    samples_per_shard: PerShard = 1000,
-    seed: Seed = 0,
-    limit: Limit = None,
-    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
-    overwrite: Overwrite = False,
-    jpeg_quality: Quality = 95,
-    size: Annotated[int, typer.Option(help="Side of the square L input; the ab target is a quarter.")] = 256,
-    gray_threshold: Annotated[int, typer.Option(help="Flag as grayscale when |ab| never exceeds this.")] = 5,
-    min_source_side: Annotated[int, typer.Option(help="Reject sources with a shorter side.")] = 128,
-) -> None:
-    """Colorization: L input and its ab target as indices into the 313 bins (Zhang et al. 2016)."""
-    if size % 4:
-        raise typer.BadParameter("--size must be a multiple of 4 (the target is at a quarter resolution)")
-    cfg = ColorConfig(
-        size=size, gray_threshold=gray_threshold, min_source_side=min_source_side, jpeg_quality=jpeg_quality
-    )
-    _run_build("color", images, out, cfg, workers, ray_address, samples_per_shard, seed, limit, max_pixels, overwrite)
-
-
-@build_app.command("exemplar")
-def build_exemplar(
-    images: Images,
-    workers: Workers = 2,
-    out: Out = Path("shards/exemplar"),
-    ray_address: RayAddress = None,
-    samples_per_shard: PerShard = 1000,
-    seed: Seed = 0,
-    limit: Limit = None,
-    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
-    overwrite: Overwrite = False,
-    jpeg_quality: Quality = 95,
-    views: Annotated[int, typer.Option(help="Augmented views per image (K).", min=2)] = 4,
-    view_size: Annotated[int, typer.Option(help="Side of each view in pixels.")] = 96,
-    max_rotation: Annotated[float, typer.Option(help="Largest rotation in degrees.")] = 20.0,
-    min_scale: Annotated[float, typer.Option(help="Smallest crop scale.")] = 0.7,
-    max_scale: Annotated[float, typer.Option(help="Largest crop scale.")] = 1.4,
-    min_source_side: Annotated[int, typer.Option(help="Reject sources with a shorter side.")] = 64,
-) -> None:
-    """Exemplar: K strongly augmented views per image (Dosovitskiy et al. 2014)."""
-    cfg = ExemplarConfig(
-        views=views,
-        view_size=view_size,
-        max_rotation=max_rotation,
-        scale_range=(min_scale, max_scale),
-        min_source_side=min_source_side,
-        jpeg_quality=jpeg_quality,
-    )
-    _run_build(
-        "exemplar", images, out, cfg, workers, ray_address, samples_per_shard, seed, limit, max_pixels, overwrite
-    )
-
-
-@build_app.command("motion")
-def build_motion(
-    videos: Annotated[
-        Path, typer.Option("--videos", help="Folder tree of videos and frame folders.", exists=True, file_okay=False)
-    ],
-    workers: Workers = 2,
-    out: Out = Path("shards/motion"),
-    ray_address: RayAddress = None,
-    samples_per_shard: PerShard = 1000,
-    seed: Seed = 0,
-    limit: Annotated[int | None, typer.Option(help="Use a random subset of N videos.", min=1)] = None,
-    overwrite: Overwrite = False,
-    jpeg_quality: Quality = 95,
-    size: Annotated[int, typer.Option(help="Working resolution: shorter side of frames and masks.")] = 256,
-    stride: Annotated[int, typer.Option(help="Consider every N-th frame.", min=1)] = 5,
-    quality: MaskQuality = "default",
-    max_frames: Annotated[int | None, typer.Option(help="Considered frames per video at most.", min=1)] = 200,
-    segment_frames: Annotated[int, typer.Option(help="Frames per segment (one Ray task each).", min=1)] = 500,
-    preset: Annotated[str | None, typer.Option(help="DIS flow preset (default: the quality's).")] = None,
-    min_fg: Annotated[float, typer.Option(help="Filter: drop frames with less foreground.")] = MaskConfig.min_fg,
-    max_fg: Annotated[float, typer.Option(help="Filter: drop frames with more foreground.")] = MaskConfig.max_fg,
-    border_width: Annotated[float, typer.Option(help="Filter: border band, share of the side.")] = 0.05,
-    max_border_fg: Annotated[float, typer.Option(help="Filter: most foreground allowed in the band.")] = 0.10,
-    min_source_side: Annotated[int, typer.Option(help="Reject videos with a shorter side.")] = 64,
-) -> None:
-    """Motion segmentation: frames with masks of what moves on its own (flow minus camera motion)."""
-    from pipelines.build import build
-
-    mask = dataclasses.replace(
-        mask_config(quality, preset),
-        min_fg=min_fg,
-        max_fg=max_fg,
-        border_width=border_width,
-        max_border_fg=max_border_fg,
-    )
-    cfg = MotionConfig(
-        size=size,
-        stride=stride,
-        max_frames=max_frames,
-        segment_frames=segment_frames,
-        min_source_side=min_source_side,
-        jpeg_quality=jpeg_quality,
-        mask=mask,
-    )
-    _report(
-        "motion",
-        out,
-        lambda: build(
-            "motion",
-            videos,
-            out,
-            cfg,
-            workers=workers,
-            ray_address=ray_address,
-            overwrite=overwrite,
-            seed=seed,
-            samples_per_shard=samples_per_shard,
-            limit=limit,
-        ),
-    )
-
-
-@app.command("score-motion")
+@app.command("score-motion", cls=HelpCommand)
 def score_motion(
     videos: Annotated[
         Path,
@@ -339,7 +161,7 @@ def score_motion(
         json_out.write_text(json.dumps({"config": dataclasses.asdict(cfg), **results}, indent=1))
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def sample(
     out: Annotated[Path, typer.Option("--out", help="Folder for the sample data.")] = Path("data/sample"),
     per_class: Annotated[int, typer.Option(help="Images per photo (class).", min=1)] = 24,
@@ -376,7 +198,7 @@ def _load(shard_dir: Path) -> dict:
         raise typer.Exit(2) from exc
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def info(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (holds manifest.json).")]) -> None:
     """Counts, sizes, and rejected inputs and filtered frames by reason, of a shard set."""
     manifest = _load(shard_dir)
@@ -399,7 +221,7 @@ def info(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (hol
     console.print(table)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def verify(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (holds manifest.json).")]) -> None:
     """Check every shard's checksum and size and decode every sample; exits non-zero on any problem."""
     from pipelines.inspect import verify_set
@@ -417,7 +239,7 @@ def verify(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (h
     raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def preview(
     shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (holds manifest.json).")],
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("preview.png"),
@@ -431,35 +253,19 @@ def preview(
     console.print(f"wrote {write_contact_sheet(shard_dir, out, count)}")
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def demo(
     data: Annotated[Path, typer.Option(help="Where to write the sample data.")] = Path("data/sample"),
     shards: Annotated[Path, typer.Option(help="Where to write the shard sets.")] = Path("shards"),
     workers: Workers = 2,
 ) -> None:
     """The main job on the embedded sample: write it, build every task's shards with Ray, verify, preview."""
-    from pipelines.build import build
-
     sample(out=data, per_class=24, seed=0)
     configs = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
-    for task, cfg in configs.items():
-        args = (task, data / "images", shards / task, cfg, workers, None, 100, 0, None, DEFAULT_MAX_PIXELS, False)
-        _run_build(*args, replace_own=True)  # the sample is written afresh: a rerun may find other file times
-    motion = shards / "motion"
-    _report(
-        "motion",
-        motion,
-        lambda overwrite=False: build(
-            "motion",
-            data / "videos",
-            motion,
-            MotionConfig(stride=2),
-            workers=workers,
-            samples_per_shard=100,
-            overwrite=overwrite,
-        ),
-        replace_own=True,
-    )
+    common = {"workers": workers, "samples_per_shard": 100, "replace_own": True}  # the sample is written afresh:
+    for task, cfg in configs.items():  # a rerun may find other file times, and replaces its own earlier build
+        run_build(task, cfg, source=data / "images", out=shards / task, **common)
+    run_build("motion", MotionConfig(stride=2), source=data / "videos", out=shards / "motion", **common)
     for task in (*configs, "motion"):
         verify(shards / task)
         preview(shards / task, out=shards / task / "preview.png", count=6)

@@ -1,6 +1,6 @@
 """Per-sample recipes, one module per pretext task: pure numpy/OpenCV, testable without Ray."""
 
-from pipelines.recipes import color, exemplar, motion, relpos
+from pipelines.recipes import color, exemplar, motion, relpos, rotation
 from pipelines.recipes.base import Recipe, RecipeOutput
 
 RECIPES: dict[str, Recipe] = {
@@ -8,6 +8,7 @@ RECIPES: dict[str, Recipe] = {
     "color": color.RECIPE,
     "exemplar": exemplar.RECIPE,
     "motion": motion.RECIPE,
+    "rotation": rotation.RECIPE,
 }
 
 __all__ = ["RECIPES", "Recipe", "RecipeOutput"]

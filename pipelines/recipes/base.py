@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -37,6 +37,16 @@ def _no_state(cfg: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Variants:
+    """Named base configs a build chooses between with one option (motion's ``--quality``); the field
+    options then override the chosen one's values. The first is the default."""
+
+    option: str
+    help: str
+    configs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A task's producer side: its config, what it reads and writes, and its per-sample function.
 
@@ -48,7 +58,8 @@ class Recipe:
     turns the set's summed per-sample counts into manifest entries (the colour set's ab prior);
     ``preview_row`` draws one decoded sample for ``mtssl-data preview``.
     Every config has ``min_source_side``; ``draft_side`` lets an image recipe decode JPEGs at reduced
-    DCT scale; ``setup`` makes a video recipe's per-shard state (motion: its optical-flow object).
+    DCT scale; ``setup`` makes a video recipe's per-shard state (motion: its optical-flow object);
+    ``variants`` are named base configs of the build command (``pipelines.build_options``).
     """
 
     name: str
@@ -60,6 +71,7 @@ class Recipe:
     draft_side: Callable[[Any], int | None] = _no_draft
     summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]] = _no_summary
     setup: Callable[[Any], Any] = _no_state
+    variants: Variants | None = None
 
 
 def parsed_config(recipe: Recipe, plain: dict[str, Any]) -> Any:

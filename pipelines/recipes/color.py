@@ -29,6 +29,12 @@ class ColorConfig:
     min_source_side: int = 128  # ours: refuse to upsample a source by more than 2x
     jpeg_quality: int = 95
 
+    def __post_init__(self) -> None:
+        if self.size % COLOR_TARGET_STRIDE:
+            raise ValueError(
+                f"size must be a multiple of {COLOR_TARGET_STRIDE} (the target is at a quarter), got {self.size}"
+            )
+
 
 def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ColorConfig) -> RecipeOutput:
     resized = resize_short_side(rgb, cfg.size)

@@ -39,6 +39,10 @@ class ExemplarConfig:
     min_source_side: int = 64
     jpeg_quality: int = 95
 
+    def __post_init__(self) -> None:
+        if self.views < 2:
+            raise ValueError(f"views must be at least 2 (the triplet loss needs anchor and positive), got {self.views}")
+
     @property
     def working_side(self) -> int:
         """Shorter side the source is resized to, so a scale-1 view is sampled ~1:1 (no aliasing)."""
