@@ -10,17 +10,19 @@ import torch
 
 from mtssl.contract import ab_bins
 from mtssl.model import MultiTaskNet, NetworkConfig
-from mtssl.tasks import ColorConfig, ExemplarConfig, MotionConfig, RelPosConfig
+from mtssl.tasks import TASKS, ColorConfig, ExemplarConfig, MotionConfig, RelPosConfig
+from mtssl.tasks.rotation import RotationConfig
 
 TINY_TASKS = {
     "relpos": RelPosConfig(patch_channels=8, patch_dim=32, pair_dims=(32,)),
     "color": ColorConfig(hidden=32),
     "exemplar": ExemplarConfig(hidden=32, dim=16),
     "motion": MotionConfig(hidden=16),
+    "rotation": RotationConfig(hidden=16),
 }
 
 
-def build_tiny_net(tasks: tuple[str, ...] = ("relpos", "color", "exemplar", "motion"), **overrides) -> MultiTaskNet:
+def build_tiny_net(tasks: tuple[str, ...] = tuple(TASKS), **overrides) -> MultiTaskNet:
     config = NetworkConfig(**{"tasks": tasks, "depth": 18, "width": 8, **overrides})
     return MultiTaskNet(config, TINY_TASKS)
 
@@ -43,6 +45,8 @@ def build_batch(task: str, n: int = 2, size: int = 32, seed: int = 0) -> dict[st
         return {"rgb": image(3, 3 * size, 3 * size), "l": image(1, 3 * size, 3 * size)}
     if task == "exemplar":
         return {"rgb": image(3, size, 2 * size), "l": image(1, size, 2 * size)}
+    if task == "rotation":
+        return {"rgb": image(3, size, size)}
     if task == "motion":
         mask = torch.zeros(n, 1, size, size, dtype=torch.uint8)
         for i in range(n):  # blocky foreground, a different quadrant per image

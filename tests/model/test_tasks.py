@@ -13,7 +13,7 @@ from mtssl.tasks.exemplar import draw_views, triplet_accuracy, triplet_loss
 from mtssl.tasks.motion import mask_iou, motion_loss
 
 ALL = tuple(TASKS)
-METRICS = {"relpos": "relpos_acc", "color": "color_acc", "exemplar": "exemplar_acc", "motion": "motion_iou"}
+METRICS = {name: task.metric_name for name, task in TASKS.items()}
 
 
 def expected_output_shape(task: str, n: int, size: int) -> tuple[int, ...]:
@@ -22,6 +22,7 @@ def expected_output_shape(task: str, n: int, size: int) -> tuple[int, ...]:
         "color": (n, 313, size // 4, size // 4),  # a quarter of the input resolution
         "exemplar": (n * 2, 16),  # one embedding per view
         "motion": (n, 1, size // 4, size // 4),  # resized to the mask in the loss
+        "rotation": (n * 4, 4),  # every image in its four rotations, 4 classes
     }[task]
 
 
@@ -30,7 +31,7 @@ def expected_output_shape(task: str, n: int, size: int) -> tuple[int, ...]:
 def test_shapes_for_every_depth_and_task(tiny_net, make_batch, depth, width, mode):
     net = tiny_net(depth=depth, width=width, input_mode=mode)
     assert net.trunk.num_units == {18: 2, 50: 6, 101: 23}[depth]
-    assert net.lasso_weights().shape == (4, net.trunk.num_units)
+    assert net.lasso_weights().shape == (len(ALL), net.trunk.num_units)
     for task in ALL:
         head = net.tasks[task]
         inputs, targets = head.prepare(make_batch(task, n=2, size=32), mode, net.config.channels)
@@ -47,7 +48,7 @@ def test_forward_sums_task_losses_and_the_penalty(tiny_net, make_batch):
     batches = {task: make_batch(task) for task in ALL}
     total, metrics = net(batches, torch.Generator().manual_seed(0))
     task_losses = sum(metrics[f"{task}_loss"] for task in ALL)
-    assert metrics["lasso_penalty"].item() == pytest.approx(0.5 * 4)  # four naive rows of L1 norm 1
+    assert metrics["lasso_penalty"].item() == pytest.approx(0.5 * len(ALL))  # naive rows of L1 norm 1
     assert total.item() == pytest.approx((task_losses + metrics["lasso_penalty"]).item(), rel=1e-5)
     assert set(METRICS.values()) <= set(metrics)
 

@@ -1,8 +1,9 @@
-"""Trainer fixtures: tiny shard sets of all four tasks (built once per session) and a tiny-run config.
+"""Trainer fixtures: tiny shard sets of all five tasks (built once per session) and a tiny-run config.
 
 The sets are built by the real producer (``pipelines``, in-process, no Ray) at small sizes: 32-px relpos
-patches and exemplar views, 64-px colour crops, 96 x 128 motion frames of textured squares moving over a
-textured background (whose masks are the squares), so a depth-18, width-8 trunk trains in seconds.
+patches and exemplar views, 64-px colour crops and rotation images, 96 x 128 motion frames of textured
+squares moving over a textured background (whose masks are the squares), so a depth-18, width-8 trunk
+trains in seconds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ TINY_TASK_OPTIONS = {
     "color": {"hidden": 32},
     "exemplar": {"hidden": 32, "dim": 16},
     "motion": {"hidden": 16},
+    "rotation": {"hidden": 16},
 }
 
 
@@ -49,6 +51,7 @@ def build_sets(root: Path) -> Path:
     from pipelines.recipes.exemplar import ExemplarConfig
     from pipelines.recipes.motion import MotionConfig
     from pipelines.recipes.relpos import RelposConfig
+    from pipelines.recipes.rotation import RotationConfig
     from pipelines.sample import write_image_sample
 
     images, videos, shards = root / "images", root / "videos", root / "shards"
@@ -60,6 +63,7 @@ def build_sets(root: Path) -> Path:
         "relpos": RelposConfig(patch=32, gap=16, jitter=4, min_area=20_000, max_area=30_000, min_source_side=64),
         "color": ColorConfig(size=64, min_source_side=64),
         "exemplar": ExemplarConfig(views=4, view_size=32, min_source_side=32),
+        "rotation": RotationConfig(size=64, min_source_side=64),
     }
     for task, recipe in recipes.items():
         build(task, images, shards / task, recipe, workers=0, samples_per_shard=4, show_progress=False)

@@ -22,7 +22,7 @@ pytest.importorskip("moto")
 from mtssl.data.shardsets import ShardSetError, open_sets  # noqa: E402
 from mtssl.data.stream import StepStream, TaskSpec, batches_of, fields_for, make_loader  # noqa: E402
 
-KEYS = {"relpos": ("rgb",), "color": ("l", "bins", "ab", "grayscale"), "exemplar": ("rgb",), "motion": ("rgb", "mask")}
+KEYS = {name: task.keys("harmonized") for name, task in TASKS.items()}  # batch keys each task reads
 BUCKET = "mtssl-test"
 
 
