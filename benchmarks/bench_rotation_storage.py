@@ -31,8 +31,8 @@ def stored(paths: list[Path], cfg: RotationConfig) -> tuple[list[bytes], list[li
     one, four = [], []
     for path in paths:
         rgb = load_rgb(path, draft_side=cfg.size).rgb
-        upright = decode_jpeg(make_sample(rgb, sample_rng(0, "rotation", path.name), cfg).fields["rgb.jpg"])
         one.append(make_sample(rgb, sample_rng(0, "rotation", path.name), cfg).fields["rgb.jpg"])
+        upright = decode_jpeg(one[-1])
         four.append([encode_jpeg(np.ascontiguousarray(np.rot90(upright, k)), cfg.jpeg_quality) for k in range(4)])
     return one, four
 
@@ -40,7 +40,7 @@ def stored(paths: list[Path], cfg: RotationConfig) -> tuple[list[bytes], list[li
 def time_one(one: list[bytes]) -> float:
     start = time.perf_counter()
     for data in one:
-        x = torch.from_numpy(decode_jpeg(data)).permute(2, 0, 1)[None]
+        x = torch.from_numpy(np.ascontiguousarray(decode_jpeg(data))).permute(2, 0, 1)[None]
         torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])
     return (time.perf_counter() - start) / len(one)
 
@@ -48,7 +48,7 @@ def time_one(one: list[bytes]) -> float:
 def time_four(four: list[list[bytes]]) -> float:
     start = time.perf_counter()
     for rotations in four:
-        torch.stack([torch.from_numpy(decode_jpeg(data)).permute(2, 0, 1) for data in rotations])
+        torch.stack([torch.from_numpy(np.ascontiguousarray(decode_jpeg(data))).permute(2, 0, 1) for data in rotations])
     return (time.perf_counter() - start) / len(four)
 
 
