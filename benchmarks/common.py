@@ -18,9 +18,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipelines.recipes.color import ColorConfig
-from pipelines.recipes.exemplar import ExemplarConfig
-from pipelines.recipes.relpos import RelposConfig
+from pipelines.recipes.color import ColorRecipeConfig
+from pipelines.recipes.exemplar import ExemplarRecipeConfig
+from pipelines.recipes.relpos import RelposRecipeConfig
 
 TASKS = ("relpos", "color", "exemplar")
 
@@ -33,7 +33,11 @@ GRAYSCALE_PHOTOS = ("brick", "camera", "coins", "grass", "gravel", "moon")  # cl
 
 def default_config(task: str) -> Any:
     """The recipe's paper-default config (its Config dataclass with no arguments; exemplar K = 4)."""
-    configs: dict[str, Any] = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
+    configs: dict[str, Any] = {
+        "relpos": RelposRecipeConfig(),
+        "color": ColorRecipeConfig(),
+        "exemplar": ExemplarRecipeConfig(),
+    }
     return configs[task]
 
 

@@ -15,10 +15,10 @@ from pipelines.build_options import build_command
 from pipelines.motion.masks import PRESETS, QUALITY, MaskConfig, quality_config
 from pipelines.progress import HelpCommand, HelpGroup, console, make_progress
 from pipelines.recipes import RECIPES
-from pipelines.recipes.color import ColorConfig
-from pipelines.recipes.exemplar import ExemplarConfig
-from pipelines.recipes.motion import MotionConfig
-from pipelines.recipes.relpos import RelposConfig
+from pipelines.recipes.color import ColorRecipeConfig
+from pipelines.recipes.exemplar import ExemplarRecipeConfig
+from pipelines.recipes.motion import MotionRecipeConfig
+from pipelines.recipes.relpos import RelposRecipeConfig
 
 app = typer.Typer(
     help="Build, inspect and verify pretext shard sets.",
@@ -261,11 +261,11 @@ def demo(
 ) -> None:
     """The main job on the embedded sample: write it, build every task's shards with Ray, verify, preview."""
     sample(out=data, per_class=24, seed=0)
-    configs = {"relpos": RelposConfig(), "color": ColorConfig(), "exemplar": ExemplarConfig()}
+    configs = {"relpos": RelposRecipeConfig(), "color": ColorRecipeConfig(), "exemplar": ExemplarRecipeConfig()}
     common = {"workers": workers, "samples_per_shard": 100, "replace_own": True}  # the sample is written afresh:
     for task, cfg in configs.items():  # a rerun may find other file times, and replaces its own earlier build
         run_build(task, cfg, source=data / "images", out=shards / task, **common)
-    run_build("motion", MotionConfig(stride=2), source=data / "videos", out=shards / "motion", **common)
+    run_build("motion", MotionRecipeConfig(stride=2), source=data / "videos", out=shards / "motion", **common)
     for task in (*configs, "motion"):
         verify(shards / task)
         preview(shards / task, out=shards / task / "preview.png", count=6)

@@ -17,14 +17,14 @@ from mtssl.contract import RELPOS_LABELS
 from mtssl.inputs import IMAGENET_MEAN, L_MEAN
 from mtssl.model import MultiTaskNet, NetworkConfig
 from mtssl.tasks import (
-    ColorConfig,
+    ColorHeadConfig,
     ColorTask,
-    ExemplarConfig,
+    ExemplarHeadConfig,
     ExemplarTask,
-    MotionConfig,
+    MotionHeadConfig,
     MotionTask,
-    RelPosConfig,
-    RelPosTask,
+    RelposHeadConfig,
+    RelposTask,
 )
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -145,7 +145,9 @@ def test_relpos_flipped_grid_labels_say_where_the_neighbour_is(monkeypatch):
     monkeypatch.setattr(relpos_module, "relpos_input", lambda x, *args, **kwargs: x.float())
     n, patch = 24, 8
     tiles, base = ramp_grid(n, patch)
-    task = RelPosTask(8, 16, RelPosConfig(patch_channels=4, patch_dim=8, pair_dims=(8,), flip=True, downsample_prob=0))
+    task = RelposTask(
+        8, 16, RelposHeadConfig(patch_channels=4, patch_dim=8, pair_dims=(8,), flip=True, downsample_prob=0)
+    )
     x, targets = task.prepare({"rgb": tiles}, "native", 3, gen(0))
     patches = x.view(n, 9, 3, patch, patch)[:, :, 0]  # centre first, then the 8 neighbours
     labels = targets["labels"].view(n, 8)
@@ -170,8 +172,8 @@ def test_relpos_crops_are_windows_of_each_patch(monkeypatch):
     tiles, base = ramp_grid(n, patch)
     order = [4, 0, 1, 2, 3, 5, 6, 7, 8]  # centre first
     bases = torch.tensor([base[p] for p in order], dtype=torch.float32).view(1, 9, 1, 1)
-    config = RelPosConfig(patch_channels=4, patch_dim=8, pair_dims=(8,), crop=crop, downsample_prob=0)
-    task = RelPosTask(8, 16, config)
+    config = RelposHeadConfig(patch_channels=4, patch_dim=8, pair_dims=(8,), crop=crop, downsample_prob=0)
+    task = RelposTask(8, 16, config)
     for mode, centre in (("train", None), ("eval", (patch - crop) // 2)):
         task.train(mode == "train")
         x, _ = task.prepare({"rgb": tiles}, "native", 3, gen(0))
@@ -215,7 +217,7 @@ def check_color_alignment(x: torch.Tensor, bins: torch.Tensor) -> None:
 
 def test_color_crop_and_flip_keep_l_and_targets_aligned():
     n, size, crop = 32, 32, 16
-    task = ColorTask(8, 16, ColorConfig(hidden=8, crop=crop, flip=True))
+    task = ColorTask(8, 16, ColorHeadConfig(hidden=8, crop=crop, flip=True))
     x, targets = task.prepare(coordinate_batch(n, size), "harmonized", 1, gen(0))
     assert x.shape == (n, 1, crop, crop) and targets["bins"].shape == (n, crop // 4, crop // 4)
     check_color_alignment(x, targets["bins"])
@@ -229,7 +231,7 @@ def test_color_crop_and_flip_keep_l_and_targets_aligned():
 
 
 def test_color_eval_takes_the_central_window_unflipped():
-    task = ColorTask(8, 16, ColorConfig(hidden=8, crop=16, flip=True)).eval()
+    task = ColorTask(8, 16, ColorHeadConfig(hidden=8, crop=16, flip=True)).eval()
     x, targets = task.prepare(coordinate_batch(4), "harmonized", 1, gen(0))
     check_color_alignment(x, targets["bins"])
     side = 4  # target window of a 16-px crop; 8 target pixels, room 4, centre 2
@@ -238,7 +240,7 @@ def test_color_eval_takes_the_central_window_unflipped():
 
 
 def test_color_crop_must_be_a_multiple_of_the_target_stride():
-    task = ColorTask(8, 16, ColorConfig(hidden=8, crop=18))
+    task = ColorTask(8, 16, ColorHeadConfig(hidden=8, crop=18))
     with pytest.raises(ValueError, match="multiple of the target stride"):
         task.prepare(coordinate_batch(2), "harmonized", 1, gen(0))
 
@@ -251,7 +253,7 @@ def test_exemplar_views_are_cropped_and_flipped_one_by_one():
     values = numbered(n * k, 1, view, view) % 251  # distinct within a view; uint8
     tiles = values.view(n, k, view, view).permute(0, 2, 1, 3).reshape(n, 1, view, k * view)
     rgb = tiles.expand(n, 3, view, k * view).to(torch.uint8).contiguous()
-    task = ExemplarTask(8, 16, ExemplarConfig(hidden=8, dim=4, views=None, crop=crop, flip=True))
+    task = ExemplarTask(8, 16, ExemplarHeadConfig(hidden=8, dim=4, views=None, crop=crop, flip=True))
     x, targets = task.prepare({"rgb": rgb}, "native", 3, gen(0))
     assert int(targets["views"]) == k and x.shape == (n * k, 3, crop, crop)
     got = (x + MEAN).round().long()[:, 0]
@@ -277,7 +279,7 @@ def test_motion_frame_and_mask_are_flipped_together():
     ramp = torch.arange(w, dtype=torch.uint8).mul(20).expand(n, 3, h, w).contiguous()
     mask = torch.zeros(n, 1, h, w, dtype=torch.uint8)
     mask[..., : w // 3] = 255  # the left third moves
-    task = MotionTask(8, 16, MotionConfig(hidden=4, flip=True))
+    task = MotionTask(8, 16, MotionHeadConfig(hidden=4, flip=True))
     x, targets = task.prepare({"rgb": ramp, "mask": mask}, "native", 3, gen(0))
     frame = (x + MEAN).round()[:, 0]
     mirrored = frame[:, 0, 0] > frame[:, 0, -1]
@@ -293,10 +295,10 @@ def test_motion_frame_and_mask_are_flipped_together():
 
 
 CONFIGS = {
-    "relpos": RelPosConfig(patch_channels=4, patch_dim=8, pair_dims=(8,), crop=12, flip=True, downsample_prob=0),
-    "color": ColorConfig(hidden=8, crop=16),
-    "exemplar": ExemplarConfig(hidden=8, dim=4, views=None, crop=12),
-    "motion": MotionConfig(hidden=4),
+    "relpos": RelposHeadConfig(patch_channels=4, patch_dim=8, pair_dims=(8,), crop=12, flip=True, downsample_prob=0),
+    "color": ColorHeadConfig(hidden=8, crop=16),
+    "exemplar": ExemplarHeadConfig(hidden=8, dim=4, views=None, crop=12),
+    "motion": MotionHeadConfig(hidden=4),
 }
 
 

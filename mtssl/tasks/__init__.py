@@ -1,14 +1,14 @@
 """The pretext tasks, by name. Each module holds a config dataclass, a head, pure losses and a metric."""
 
 from mtssl.tasks.base import Task
-from mtssl.tasks.color import ColorConfig, ColorTask
-from mtssl.tasks.exemplar import ExemplarConfig, ExemplarTask
-from mtssl.tasks.motion import MotionConfig, MotionTask
-from mtssl.tasks.relpos import RelPosConfig, RelPosTask
+from mtssl.tasks.color import ColorHeadConfig, ColorTask
+from mtssl.tasks.exemplar import ExemplarHeadConfig, ExemplarTask
+from mtssl.tasks.motion import MotionHeadConfig, MotionTask
+from mtssl.tasks.relpos import RelposHeadConfig, RelposTask
 from mtssl.tasks.rotation import RotationTask
 
 TASKS: dict[str, type[Task]] = {
-    "relpos": RelPosTask,
+    "relpos": RelposTask,
     "color": ColorTask,
     "exemplar": ExemplarTask,
     "motion": MotionTask,
@@ -17,13 +17,13 @@ TASKS: dict[str, type[Task]] = {
 
 __all__ = [
     "TASKS",
-    "ColorConfig",
+    "ColorHeadConfig",
     "ColorTask",
-    "ExemplarConfig",
+    "ExemplarHeadConfig",
     "ExemplarTask",
-    "MotionConfig",
+    "MotionHeadConfig",
     "MotionTask",
-    "RelPosConfig",
-    "RelPosTask",
+    "RelposHeadConfig",
+    "RelposTask",
     "Task",
 ]

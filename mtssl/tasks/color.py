@@ -33,7 +33,7 @@ AB_OFFSET = 128  # stored ab are int8: index the 256 x 256 table with value + 12
 
 
 @dataclass(frozen=True)
-class ColorConfig:
+class ColorHeadConfig:
     """Colorization defaults.
 
     Attributes:
@@ -182,13 +182,13 @@ class ColorTask(Task):
 
     name = "color"
     metric_name = "color_acc"
-    config_class = ColorConfig
+    config_class = ColorHeadConfig
     # Both modes read the stored L (its ab target must match it exactly); grayscale (from the json) is
     # optional: else it is told from ab.
     FIELDS = {"harmonized": ("l", "bins", "ab", "grayscale"), "native": ("l", "bins", "ab", "grayscale")}
 
     def __init__(
-        self, in_channels: int, stride: int, config: ColorConfig | None = None, ab_prior: object | None = None
+        self, in_channels: int, stride: int, config: ColorHeadConfig | None = None, ab_prior: object | None = None
     ) -> None:
         super().__init__(in_channels, stride, config)
         cfg = self.config

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ExemplarConfig:
+class ExemplarHeadConfig:
     """Exemplar defaults.
 
     Attributes:
@@ -113,10 +113,10 @@ class ExemplarHead(nn.Module):
 class ExemplarTask(Task):
     name = "exemplar"
     metric_name = "exemplar_acc"
-    config_class = ExemplarConfig
+    config_class = ExemplarHeadConfig
     FIELDS = {"harmonized": ("rgb",), "native": ("rgb",)}  # harmonized converts the views to L on the device
 
-    def __init__(self, in_channels: int, stride: int, config: ExemplarConfig | None = None) -> None:
+    def __init__(self, in_channels: int, stride: int, config: ExemplarHeadConfig | None = None) -> None:
         super().__init__(in_channels, stride, config)
         self.head = ExemplarHead(in_channels, self.config.hidden, self.config.dim)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class MotionConfig:
+class MotionHeadConfig:
     """Motion-segmentation defaults (the head is ours: Pathak et al. used an AlexNet-specific one).
 
     Attributes:
@@ -76,10 +76,10 @@ class MotionHead(nn.Module):
 class MotionTask(Task):
     name = "motion"
     metric_name = "motion_iou"
-    config_class = MotionConfig
+    config_class = MotionHeadConfig
     FIELDS = {"harmonized": ("rgb", "mask"), "native": ("rgb", "mask")}  # harmonized: frame to L on the device
 
-    def __init__(self, in_channels: int, stride: int, config: MotionConfig | None = None) -> None:
+    def __init__(self, in_channels: int, stride: int, config: MotionHeadConfig | None = None) -> None:
         super().__init__(in_channels, stride, config)
         upsample = max(stride // self.config.logit_stride, 1)
         self.head = MotionHead(in_channels, self.config.hidden, upsample)

@@ -27,7 +27,7 @@ NEIGHBOURS = tuple(sorted(RELPOS_LABELS))
 
 
 @dataclass(frozen=True)
-class RelPosConfig:
+class RelposHeadConfig:
     """Relative-position defaults.
 
     Attributes:
@@ -81,13 +81,13 @@ def relpos_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=1) == labels).float().mean()
 
 
-class RelPosHead(nn.Module):
+class RelposHead(nn.Module):
     """Per-patch embedding (1x1 conv, pool, fc6), then fc layers on each joined (centre, neighbour) pair.
 
     Input features are ordered sample by sample, ``group`` patches each, the centre first.
     """
 
-    def __init__(self, in_channels: int, config: RelPosConfig, group: int) -> None:
+    def __init__(self, in_channels: int, config: RelposHeadConfig, group: int) -> None:
         super().__init__()
         self.group = group
         flat = config.patch_channels * config.patch_grid**2
@@ -114,16 +114,16 @@ class RelPosHead(nn.Module):
         return self.classifier(pairs.flatten(0, 1))
 
 
-class RelPosTask(Task):
+class RelposTask(Task):
     name = "relpos"
     metric_name = "relpos_acc"
-    config_class = RelPosConfig
+    config_class = RelposHeadConfig
     FIELDS = {"harmonized": ("rgb",), "native": ("rgb",)}  # harmonized converts the tiling to L on the device
 
-    def __init__(self, in_channels: int, stride: int, config: RelPosConfig | None = None) -> None:
+    def __init__(self, in_channels: int, stride: int, config: RelposHeadConfig | None = None) -> None:
         super().__init__(in_channels, stride, config)
         self.group = RELPOS_GRID**2 if self.config.all_pairs else 2
-        self.head = RelPosHead(in_channels, self.config, self.group)
+        self.head = RelposHead(in_channels, self.config, self.group)
         self.register_buffer("neighbours", torch.tensor(NEIGHBOURS), persistent=False)
         self.register_buffer("labels", torch.tensor([RELPOS_LABELS[n] for n in NEIGHBOURS]), persistent=False)
 

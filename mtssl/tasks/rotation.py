@@ -24,7 +24,7 @@ NUM_ROTATIONS = 4
 
 
 @dataclass(frozen=True)
-class RotationConfig:
+class RotationHeadConfig:
     """Rotation defaults.
 
     Attributes:
@@ -78,10 +78,10 @@ class RotationHead(nn.Module):
 class RotationTask(Task):
     name = "rotation"
     metric_name = "rotation_acc"
-    config_class = RotationConfig
+    config_class = RotationHeadConfig
     FIELDS = {"harmonized": ("rgb",), "native": ("rgb",)}  # harmonized converts the image to L on the device
 
-    def __init__(self, in_channels: int, stride: int, config: RotationConfig | None = None) -> None:
+    def __init__(self, in_channels: int, stride: int, config: RotationHeadConfig | None = None) -> None:
         super().__init__(in_channels, stride, config)
         self.head = RotationHead(in_channels, self.config.hidden, self.config.pool_grid)
 

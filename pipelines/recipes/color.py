@@ -23,7 +23,7 @@ from pipelines.resize import resize_short_side
 
 
 @dataclass(frozen=True)
-class ColorConfig:
+class ColorRecipeConfig:
     size: int = 256  # Zhang et al.: 256-px inputs (random 176 crops in training are the trainer's choice)
     gray_threshold: int = 5  # method.md: images whose |ab| never exceeds 5 are grayscale
     min_source_side: int = 128  # ours: refuse to upsample a source by more than 2x
@@ -36,7 +36,7 @@ class ColorConfig:
             )
 
 
-def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ColorConfig) -> RecipeOutput:
+def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ColorRecipeConfig) -> RecipeOutput:
     resized = resize_short_side(rgb, cfg.size)
     y = int(rng.integers(0, resized.shape[0] - cfg.size + 1))
     x = int(rng.integers(0, resized.shape[1] - cfg.size + 1))
@@ -76,7 +76,7 @@ def preview_row(sample: dict) -> np.ndarray:
 
 RECIPE = Recipe(
     name="color",
-    config_type=ColorConfig,
+    config_type=ColorRecipeConfig,
     source="images",
     fields=("l.jpg", "bins.png", "ab.npy"),
     make_sample=make_sample,

@@ -25,7 +25,7 @@ from pipelines.resize import resize
 
 
 @dataclass(frozen=True)
-class ExemplarConfig:
+class ExemplarRecipeConfig:
     views: int = 4  # K views per image (multi-task paper: two are drawn per triplet)
     view_size: int = 96  # same patch size as relpos, so the trunk sees one input scale
     base_crop: float = 0.5  # a scale-1 view covers this fraction of the shorter side
@@ -53,7 +53,7 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
-def draw_view_params(height: int, width: int, rng: np.random.Generator, cfg: ExemplarConfig) -> dict:
+def draw_view_params(height: int, width: int, rng: np.random.Generator, cfg: ExemplarRecipeConfig) -> dict:
     scale = float(rng.uniform(*cfg.scale_range))
     side = min(cfg.view_size * scale, height, width)
     half = side / 2
@@ -108,7 +108,7 @@ def hsv_table(p: dict) -> np.ndarray:
     return np.rint(np.stack(channels, axis=1)).astype(np.uint8)[None]
 
 
-def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ExemplarConfig) -> RecipeOutput:
+def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: ExemplarRecipeConfig) -> RecipeOutput:
     height, width = rgb.shape[:2]
     factor = cfg.working_side / min(height, width)
     work_size = (max(1, round(width * factor)), max(1, round(height * factor)))
@@ -134,7 +134,7 @@ def preview_row(sample: dict) -> np.ndarray:
 
 RECIPE = Recipe(
     name="exemplar",
-    config_type=ExemplarConfig,
+    config_type=ExemplarRecipeConfig,
     source="images",
     fields=("rgb.jpg",),
     make_sample=make_sample,

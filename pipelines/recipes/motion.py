@@ -35,7 +35,7 @@ from pipelines.videos import Frame
 
 
 @dataclass(frozen=True)
-class MotionConfig:
+class MotionRecipeConfig:
     size: int = 256  # working resolution (shorter side); Pathak trains at 256-px frames
     stride: int = 5  # ours: every 5th frame, as neighbouring frames are near duplicates
     max_frames: int | None = 200  # ours: at most this many considered frames per video
@@ -72,7 +72,7 @@ def partner_frames(frame: Frame, window: dict[int, Frame], cfg: MaskConfig) -> d
     return {d: window[frame.index + d] for d in partner_offsets(frame.rgb, rgb_at, cfg)}
 
 
-def make_sample(frame: Frame, window: dict[int, Frame], cfg: MotionConfig, flow: Any) -> RecipeOutput:
+def make_sample(frame: Frame, window: dict[int, Frame], cfg: MotionRecipeConfig, flow: Any) -> RecipeOutput:
     """Mask one considered frame against its partners in ``window``; ``Filtered`` when it has none or the
     mask fails the foreground filter."""
     found = partner_frames(frame, window, cfg.mask)
@@ -104,7 +104,7 @@ def preview_row(sample: dict) -> np.ndarray:
 
 RECIPE = Recipe(
     name="motion",
-    config_type=MotionConfig,
+    config_type=MotionRecipeConfig,
     source="videos",
     fields=("rgb.jpg", "mask.png"),
     make_sample=make_sample,
@@ -114,6 +114,6 @@ RECIPE = Recipe(
         option="quality",
         help=f"Motion masks: {' or '.join(QUALITY)} (fast: one forward flow and no GrabCut, ~4x faster, about "
         "half the J on real video); the options below override its values.",
-        configs={name: MotionConfig(mask=mask) for name, mask in QUALITY.items()},
+        configs={name: MotionRecipeConfig(mask=mask) for name, mask in QUALITY.items()},
     ),
 )

@@ -25,7 +25,7 @@ from pipelines.resize import resize
 
 
 @dataclass(frozen=True)
-class RelposConfig:
+class RelposRecipeConfig:
     patch: int = 96  # deepcontext: 96x96 patches
     gap: int = 48  # deepcontext: 48-px gap between patches
     jitter: int = 7  # deepcontext: up to +-7 px per patch
@@ -45,7 +45,7 @@ class RelposConfig:
         return self.span + 2 * self.jitter
 
 
-def choose_scale(height: int, width: int, rng: np.random.Generator, cfg: RelposConfig) -> float:
+def choose_scale(height: int, width: int, rng: np.random.Generator, cfg: RelposRecipeConfig) -> float:
     """Random area in [min_area, max_area], raised if needed so that the grid fits."""
     area = rng.uniform(cfg.min_area, cfg.max_area)
     scale = math.sqrt(area / (height * width))
@@ -55,7 +55,7 @@ def choose_scale(height: int, width: int, rng: np.random.Generator, cfg: RelposC
     return max(scale, fit)
 
 
-def grid_positions(height: int, width: int, rng: np.random.Generator, cfg: RelposConfig) -> np.ndarray:
+def grid_positions(height: int, width: int, rng: np.random.Generator, cfg: RelposRecipeConfig) -> np.ndarray:
     """(9, 2) int array of patch top-left corners (y, x), in reading order."""
     step = cfg.patch + cfg.gap
     y0 = rng.integers(cfg.jitter, height - cfg.span - cfg.jitter + 1)
@@ -73,7 +73,7 @@ def source_box(shape: tuple[int, int], scale: float, positions: np.ndarray, patc
     return int(top / scale), int(left / scale), y1, x1
 
 
-def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: RelposConfig) -> RecipeOutput:
+def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: RelposRecipeConfig) -> RecipeOutput:
     """Lay the grid on the image resized by a random scale; resize only the source box under it.
 
     Resizing the box instead of the whole image costs a third as much. The box is snapped to whole
@@ -118,7 +118,7 @@ def preview_row(sample: dict) -> np.ndarray:
 
 RECIPE = Recipe(
     name="relpos",
-    config_type=RelposConfig,
+    config_type=RelposRecipeConfig,
     source="images",
     fields=("rgb.jpg",),
     make_sample=make_sample,

@@ -27,7 +27,7 @@ ANGLES = (0, 90, 180, 270)  # the classes, counter-clockwise, as the trainer's t
 
 
 @dataclass(frozen=True)
-class RotationConfig:
+class RotationRecipeConfig:
     size: int = 256  # Gidaris et al.: ImageNet images resized to 256 (224 crops at training time)
     min_source_side: int = 128  # ours: refuse to upsample a source by more than 2x
     jpeg_quality: int = 95
@@ -37,7 +37,7 @@ class RotationConfig:
             raise ValueError(f"rotation size must be a multiple of 16 (JPEG blocks), got {self.size}")
 
 
-def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: RotationConfig) -> RecipeOutput:
+def make_sample(rgb: np.ndarray, rng: np.random.Generator, cfg: RotationRecipeConfig) -> RecipeOutput:
     resized = resize_short_side(rgb, cfg.size)
     y = int(rng.integers(0, resized.shape[0] - cfg.size + 1))
     x = int(rng.integers(0, resized.shape[1] - cfg.size + 1))
@@ -54,7 +54,7 @@ def preview_row(sample: dict) -> np.ndarray:
 
 RECIPE = Recipe(
     name="rotation",
-    config_type=RotationConfig,
+    config_type=RotationRecipeConfig,
     source="images",
     fields=("rgb.jpg",),
     make_sample=make_sample,

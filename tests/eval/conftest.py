@@ -24,14 +24,14 @@ def _motion_run(
     folder: Path, tasks: tuple[str, ...] = ("motion",), recipe_size: int | None = None, step: int = 7
 ) -> Path:
     from mtssl.model import MultiTaskNet, NetworkConfig
-    from mtssl.tasks import MotionConfig, RelPosConfig
+    from mtssl.tasks import MotionHeadConfig, RelposHeadConfig
     from mtssl.train.checkpoint import save_checkpoint
     from mtssl.train.config import TrainConfig
 
     torch.manual_seed(0)
     task_configs = {
-        "motion": MotionConfig(hidden=8),
-        "relpos": RelPosConfig(patch_channels=8, patch_dim=32, pair_dims=(32,)),
+        "motion": MotionHeadConfig(hidden=8),
+        "relpos": RelposHeadConfig(patch_channels=8, patch_dim=32, pair_dims=(32,)),
     }
     net = MultiTaskNet(NetworkConfig(tasks=tasks, depth=18, width=4), task_configs)
     shards = folder.parent / f"{folder.name}-shards"

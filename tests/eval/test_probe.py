@@ -29,12 +29,15 @@ from mtssl.eval.features import (
 from mtssl.eval.probe import EVAL_ROW, ProbeOptions, Split, best_of, load_split, probe_sources, run_probe, summarise
 from mtssl.model import MultiTaskNet, NetworkConfig
 from mtssl.model.loading import load_trunk
-from mtssl.tasks import ColorConfig, RelPosConfig
+from mtssl.tasks import ColorHeadConfig, RelposHeadConfig
 from mtssl.train.checkpoint import export_trunk
 
 SOURCES = {"block1", "block2", "unit1", "unit2", "lasso_relpos", "lasso_color", EVAL_ROW}
 ROW_KEYS = {"linear", "knn", "random_linear", "random_knn", "random_linear_std", "random_knn_std", "dims"}
-TINY_TASKS = {"relpos": RelPosConfig(patch_channels=8, patch_dim=32, pair_dims=(32,)), "color": ColorConfig(hidden=32)}
+TINY_TASKS = {
+    "relpos": RelposHeadConfig(patch_channels=8, patch_dim=32, pair_dims=(32,)),
+    "color": ColorHeadConfig(hidden=32),
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

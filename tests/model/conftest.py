@@ -10,15 +10,15 @@ import torch
 
 from mtssl.contract import ab_bins
 from mtssl.model import MultiTaskNet, NetworkConfig
-from mtssl.tasks import TASKS, ColorConfig, ExemplarConfig, MotionConfig, RelPosConfig
-from mtssl.tasks.rotation import RotationConfig
+from mtssl.tasks import TASKS, ColorHeadConfig, ExemplarHeadConfig, MotionHeadConfig, RelposHeadConfig
+from mtssl.tasks.rotation import RotationHeadConfig
 
 TINY_TASKS = {
-    "relpos": RelPosConfig(patch_channels=8, patch_dim=32, pair_dims=(32,)),
-    "color": ColorConfig(hidden=32),
-    "exemplar": ExemplarConfig(hidden=32, dim=16),
-    "motion": MotionConfig(hidden=16),
-    "rotation": RotationConfig(hidden=16),
+    "relpos": RelposHeadConfig(patch_channels=8, patch_dim=32, pair_dims=(32,)),
+    "color": ColorHeadConfig(hidden=32),
+    "exemplar": ExemplarHeadConfig(hidden=32, dim=16),
+    "motion": MotionHeadConfig(hidden=16),
+    "rotation": RotationHeadConfig(hidden=16),
 }
 
 

@@ -4,7 +4,7 @@ import torch
 
 from mtssl.contract import NUM_AB_BINS, ab_bins
 from mtssl.tasks.color import (
-    ColorConfig,
+    ColorHeadConfig,
     ColorTask,
     color_accuracy,
     color_loss,
@@ -86,7 +86,7 @@ def test_prior_smoothing_matches_brute_force():
 
 def test_task_rebalances_with_the_shard_prior():
     prior = np.random.default_rng(2).dirichlet(np.ones(NUM_AB_BINS))
-    task = ColorTask(8, 16, ColorConfig(hidden=4, prior_sigma=None, flip=False), ab_prior=prior.tolist())
+    task = ColorTask(8, 16, ColorHeadConfig(hidden=4, prior_sigma=None, flip=False), ab_prior=prior.tolist())
     assert np.allclose(task.class_weights.numpy(), rebalance_weights(prior, 0.5), rtol=1e-6)
     bins = torch.tensor([[[3, 7]]])
     batch = {
@@ -148,7 +148,7 @@ def test_grayscale_detection_follows_zhang_threshold():
     ab[1, 0, 2, 2] = -5
     ab[2, 1, 0, 3] = 6
     assert is_grayscale(ab, 5).tolist() == [True, True, False]
-    task = ColorTask(8, 16, ColorConfig(hidden=4))
+    task = ColorTask(8, 16, ColorHeadConfig(hidden=4))
     batch = {
         "l": torch.zeros(3, 1, 16, 16, dtype=torch.uint8),
         "ab": ab,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtssl.model import MultiTaskNet, NetworkConfig
-from mtssl.tasks import ColorConfig, ExemplarConfig, MotionConfig, RelPosConfig
+from mtssl.tasks import ColorHeadConfig, ExemplarHeadConfig, MotionHeadConfig, RelposHeadConfig
 from mtssl.tasks.base import PAPER_CHANNELS, follow_trunk, resolve_widths
 from mtssl.tasks.color import soft_encoding_table
 
@@ -31,7 +31,7 @@ def widths(net: MultiTaskNet) -> dict[str, dict[str, object]]:
 def meta_net(**network) -> MultiTaskNet:
     """A network on the meta device: shapes and configs without allocating the paper's ~100 M parameters.
     The colour task's lookup table is computed (and cached) on the CPU first, so no meta tensor is cached."""
-    soft_encoding_table(ColorConfig.k, ColorConfig.sigma)
+    soft_encoding_table(ColorHeadConfig.k, ColorHeadConfig.sigma)
     with torch.device("meta"):
         return MultiTaskNet(NetworkConfig(**{"tasks": ALL, **network}))
 
@@ -74,21 +74,21 @@ def test_follow_trunk_rounds_and_floors():
 
 
 def test_explicit_widths_are_kept():
-    given = RelPosConfig(patch_dim=48)
+    given = RelposHeadConfig(patch_dim=48)
     resolved = resolve_widths(given, 64)
     assert resolved.patch_dim == 48 and resolved.patch_channels == 32 and resolved.pair_dims == (256, 256)
     assert given.patch_channels is None  # the caller's config is not changed
     explicit = MultiTaskNet(
         NetworkConfig(tasks=("exemplar", "motion"), depth=18, width=16),
-        {"exemplar": ExemplarConfig(dim=7), "motion": MotionConfig(hidden=5)},
+        {"exemplar": ExemplarHeadConfig(dim=7), "motion": MotionHeadConfig(hidden=5)},
     )
     assert widths(explicit) == {"exemplar": {"hidden": 256, "dim": 7}, "motion": {"hidden": 5}}
     assert explicit.tasks["motion"].head.net[0].out_channels == 5
-    assert resolve_widths(ColorConfig(hidden=3), 1024) == ColorConfig(hidden=3)
+    assert resolve_widths(ColorHeadConfig(hidden=3), 1024) == ColorHeadConfig(hidden=3)
 
 
 def test_resolved_config_round_trips(tmp_path: Path):
-    net = MultiTaskNet(NetworkConfig(tasks=ALL, depth=18, width=4), {"relpos": RelPosConfig(patch_dim=40)})
+    net = MultiTaskNet(NetworkConfig(tasks=ALL, depth=18, width=4), {"relpos": RelposHeadConfig(patch_dim=40)})
     resolved = json.loads(json.dumps(net.resolved_config()))  # as a checkpoint holds it
     assert all(resolved["tasks"][task][name] is not None for task in ALL for name in WIDTH_FIELDS[task])
     assert resolved["tasks"]["relpos"]["patch_dim"] == 40 and resolved["tasks"]["relpos"]["pair_dims"] == [64, 64]
@@ -115,7 +115,9 @@ def test_demo_size_network_is_small():
     assert buffer.tell() < 50 * 2**20, buffer.tell()
 
 
-@pytest.mark.parametrize("task_config", [RelPosConfig(), ColorConfig(), ExemplarConfig(), MotionConfig()])
+@pytest.mark.parametrize(
+    "task_config", [RelposHeadConfig(), ColorHeadConfig(), ExemplarHeadConfig(), MotionHeadConfig()]
+)
 def test_every_width_field_defaults_to_following_the_trunk(task_config):
     for name in type(task_config).WIDTHS:
         assert getattr(task_config, name) is None, name

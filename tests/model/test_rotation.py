@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mtssl.tasks.rotation import RotationConfig, RotationTask, rotate_all, rotation_accuracy
+from mtssl.tasks.rotation import RotationHeadConfig, RotationTask, rotate_all, rotation_accuracy
 
 
 def test_every_image_comes_in_its_four_rotations_with_their_labels():
@@ -20,7 +20,7 @@ def test_every_image_comes_in_its_four_rotations_with_their_labels():
 
 
 def test_prepare_crops_and_flips_but_keeps_the_labels():
-    task = RotationTask(16, 16, RotationConfig(hidden=8, crop=24))
+    task = RotationTask(16, 16, RotationHeadConfig(hidden=8, crop=24))
     batch = {"rgb": torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)}
     inputs, targets = task.prepare(batch, "harmonized", 1, torch.Generator().manual_seed(0))
     assert inputs.shape == (12, 1, 24, 24) and targets["labels"].tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
@@ -32,7 +32,7 @@ def test_prepare_crops_and_flips_but_keeps_the_labels():
 def test_the_head_learns_the_rotation_of_an_asymmetric_pattern():
     """Features with a bright top row: the 2x2-pooled head must tell the four turns apart."""
     torch.manual_seed(0)
-    task = RotationTask(4, 16, RotationConfig(hidden=8))
+    task = RotationTask(4, 16, RotationHeadConfig(hidden=8))
     base = torch.rand(16, 4, 6, 6) * 0.1
     base[:, :, 0, :] += 1.0
     features, labels = rotate_all(base)

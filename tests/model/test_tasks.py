@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from mtssl.contract import RELPOS_LABELS
 from mtssl.inputs import MODES, split_grid
 from mtssl.model import MultiTaskNet, NetworkConfig
-from mtssl.tasks import TASKS, ExemplarConfig, RelPosConfig, RelPosTask
+from mtssl.tasks import TASKS, ExemplarHeadConfig, RelposHeadConfig, RelposTask
 from mtssl.tasks.exemplar import draw_views, triplet_accuracy, triplet_loss
 from mtssl.tasks.motion import mask_iou, motion_loss
 
@@ -113,11 +113,11 @@ def numbered_grid(n: int, size: int = 4) -> torch.Tensor:
 def test_relpos_pairs_the_centre_with_labelled_neighbours():
     grid = split_grid(numbered_grid(3), 3, 3)
     assert grid[0, :, 0, 0, 0].tolist() == list(range(9))
-    every = RelPosTask(8, 16, RelPosConfig(patch_dim=4, pair_dims=()))
+    every = RelposTask(8, 16, RelposHeadConfig(patch_dim=4, pair_dims=()))
     patches, labels = every.select(grid, None)
     assert patches[0, :, 0, 0, 0].tolist() == [4, 0, 1, 2, 3, 5, 6, 7, 8]
     assert labels.tolist() == list(range(8)) * 3
-    one = RelPosTask(8, 16, RelPosConfig(all_pairs=False, patch_dim=4, pair_dims=()))
+    one = RelposTask(8, 16, RelposHeadConfig(all_pairs=False, patch_dim=4, pair_dims=()))
     patches, labels = one.select(split_grid(numbered_grid(50), 3, 3), torch.Generator().manual_seed(0))
     assert patches.shape[1] == 2 and (patches[:, 0] == 4).all()
     neighbours = patches[:, 1, 0, 0, 0].tolist()
@@ -126,7 +126,7 @@ def test_relpos_pairs_the_centre_with_labelled_neighbours():
 
 
 def test_relpos_head_joins_the_centre_with_each_neighbour():
-    task = RelPosTask(4, 16, RelPosConfig(patch_channels=4, patch_dim=6, pair_dims=(5,)))
+    task = RelposTask(4, 16, RelposHeadConfig(patch_channels=4, patch_dim=6, pair_dims=(5,)))
     features = torch.randn(2 * 9, 4, 2, 2)
     logits = task(features)
     swapped = features.view(2, 9, 4, 2, 2).clone()
@@ -174,7 +174,7 @@ def test_triplet_loss_is_zero_when_views_agree_and_images_differ():
 
 
 def test_exemplar_prepare_splits_every_view(make_batch):
-    task = TASKS["exemplar"](8, 16, ExemplarConfig(views=None))
+    task = TASKS["exemplar"](8, 16, ExemplarHeadConfig(views=None))
     batch = {"rgb": torch.zeros(2, 3, 8, 24, dtype=torch.uint8)}
     batch["rgb"][:, :, :, 8:16] = 255  # the middle view white: L8 = 255 on the device
     inputs, targets = task.prepare(batch, "harmonized", 1)

@@ -7,8 +7,8 @@ import pytest
 from pipelines.build import build
 from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
-from pipelines.recipes.color import ColorConfig
-from pipelines.recipes.relpos import RelposConfig
+from pipelines.recipes.color import ColorRecipeConfig
+from pipelines.recipes.relpos import RelposRecipeConfig
 from pipelines.sources import display_name, list_image_tree, name_problem
 
 from .conftest import EXPECTED, NAME_REASONS
@@ -48,7 +48,9 @@ def test_conversions_keep_the_picture(bad_corpus):
     assert rotated.rgb.shape[:2] == (420, 300)  # EXIF orientation applied
 
 
-@pytest.mark.parametrize("task,config", [("color", ColorConfig(min_source_side=64)), ("relpos", RelposConfig())])
+@pytest.mark.parametrize(
+    "task,config", [("color", ColorRecipeConfig(min_source_side=64)), ("relpos", RelposRecipeConfig())]
+)
 def test_build_accounts_for_every_input(bad_corpus, tmp_path, task, config):
     out = tmp_path / task
     report = build(
@@ -75,4 +77,4 @@ def test_build_accounts_for_every_input(bad_corpus, tmp_path, task, config):
 def test_empty_tree_is_a_clear_error(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no input files"):
-        build("color", tmp_path / "empty", tmp_path / "out", ColorConfig(), workers=0, show_progress=False)
+        build("color", tmp_path / "empty", tmp_path / "out", ColorRecipeConfig(), workers=0, show_progress=False)

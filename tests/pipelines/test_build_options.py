@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from pipelines.build_options import build_command, field_comments, field_options
 from pipelines.motion.masks import QUALITY, MaskConfig
 from pipelines.recipes import RECIPES
-from pipelines.recipes.exemplar import ExemplarConfig
+from pipelines.recipes.exemplar import ExemplarRecipeConfig
 
 
 def command_app(task: str, captured: list) -> typer.Typer:
@@ -48,7 +48,7 @@ def test_every_config_field_is_an_option_with_its_default(task, tmp_path):
 def test_options_reach_the_config_nested_and_tuples_included(tmp_path):
     result, captured = invoke("exemplar", "--views", "6", "--scale-range", "0.5", "2.0", tmp_path=tmp_path)
     assert result.exit_code == 0, result.output
-    assert captured[0][1] == dataclasses.replace(ExemplarConfig(), views=6, scale_range=(0.5, 2.0))
+    assert captured[0][1] == dataclasses.replace(ExemplarRecipeConfig(), views=6, scale_range=(0.5, 2.0))
     result, captured = invoke(
         "motion", "--quality", "fast", "--mask-min-fg", "0.05", "--mask-gaps", "1", "--mask-gaps", "4",
         "--stride", "3", tmp_path=tmp_path,
@@ -71,4 +71,4 @@ def test_help_comes_from_the_field_comments_continuation_lines_included():
     comments = field_comments(MaskConfig)
     assert comments["max_fg"] == "Pathak: drop frames with more foreground than this share"
     assert comments["min_fg"].endswith("0.03 keeps 77%)")  # the comment goes on over a second line
-    assert "min_source_side" not in field_comments(ExemplarConfig)  # no comment there: no invented help
+    assert "min_source_side" not in field_comments(ExemplarRecipeConfig)  # no comment there: no invented help

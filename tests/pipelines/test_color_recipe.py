@@ -4,7 +4,7 @@ import pytest
 
 from mtssl.contract import ab_bins, decode_jpeg, decode_npy, decode_png
 from pipelines.lab import ab_of, bins_to_ab, nearest_bin_table, quantize_ab, render_lab, rgb_to_lab8
-from pipelines.recipes.color import ColorConfig, make_sample, summarize
+from pipelines.recipes.color import ColorRecipeConfig, make_sample, summarize
 from pipelines.resize import resize
 
 
@@ -57,7 +57,7 @@ def photo() -> np.ndarray:
 
 
 def test_sample_shapes_and_targets():
-    cfg = ColorConfig()
+    cfg = ColorRecipeConfig()
     out = make_sample(photo(), np.random.default_rng(0), cfg)
     l8, bins, ab = (
         decode_jpeg(out.fields["l.jpg"], gray=True),
@@ -73,7 +73,7 @@ def test_sample_shapes_and_targets():
 
 
 def test_target_is_the_quarter_resolution_ab_of_the_crop():
-    cfg = ColorConfig()
+    cfg = ColorRecipeConfig()
     image = photo()
     out = make_sample(image, np.random.default_rng(1), cfg)
     y, x = out.params["crop"]
@@ -89,7 +89,7 @@ def test_grayscale_images_are_flagged_and_left_out_of_the_prior(tint):
     gray = cv2.cvtColor(photo(), cv2.COLOR_RGB2GRAY)
     image = np.repeat(gray[..., None], 3, axis=2).astype(np.int16)
     image[..., 0] += tint  # a faint cast stays under the |ab| <= 5 threshold
-    out = make_sample(np.clip(image, 0, 255).astype(np.uint8), np.random.default_rng(0), ColorConfig())
+    out = make_sample(np.clip(image, 0, 255).astype(np.uint8), np.random.default_rng(0), ColorRecipeConfig())
     assert out.params["grayscale"] is True
     assert out.counts["ab_counts"].sum() == 0
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from mtssl.contract import decode_jpeg, untile
-from pipelines.recipes.exemplar import ExemplarConfig, draw_view_params, jitter_colour, make_sample, warp_view
+from pipelines.recipes.exemplar import ExemplarRecipeConfig, draw_view_params, jitter_colour, make_sample, warp_view
 
-CFG = ExemplarConfig()
+CFG = ExemplarRecipeConfig()
 IDENTITY = {
     "contrast": 1.0,
     "sat_power": 1.0,

@@ -13,7 +13,7 @@ import pytest
 from mtssl.contract import MANIFEST_FILE, decode_png
 from pipelines.build import build
 from pipelines.inspect import iter_tar_samples
-from pipelines.recipes.motion import MotionConfig
+from pipelines.recipes.motion import MotionRecipeConfig
 
 from .videokit import (
     moving_square_frames,
@@ -24,7 +24,7 @@ from .videokit import (
     write_zero_frames,
 )
 
-CFG = MotionConfig(size=96, stride=2, max_frames=None, segment_frames=8, min_source_side=32)
+CFG = MotionRecipeConfig(size=96, stride=2, max_frames=None, segment_frames=8, min_source_side=32)
 GOOD = {"square.mkv", "frames/square", "vfr.mkv", "cut.mp4", "still.mp4"}
 REJECTED = {
     "empty.mp4": "empty file",
@@ -145,7 +145,7 @@ def test_frame_folder_and_video_file_give_the_same_masks(built):
 
 
 def test_segmenting_does_not_change_the_samples(video_tree, built, tmp_path):
-    one_segment = MotionConfig(**{**vars(CFG), "segment_frames": 1000})
+    one_segment = MotionRecipeConfig(**{**vars(CFG), "segment_frames": 1000})
     build("motion", video_tree, tmp_path / "one", one_segment, workers=0, samples_per_shard=6, show_progress=False)
     for source in ("square.mkv", "vfr.mkv"):
         a, b = masks_by_frame(built, source), masks_by_frame(tmp_path / "one", source)
@@ -157,7 +157,7 @@ def test_two_ray_workers_build_the_sample_videos(ray_session, tmp_path):
     from pipelines.motion.synthetic import write_synthetic_videos
 
     write_synthetic_videos(tmp_path / "sample")
-    cfg = MotionConfig(stride=4, max_frames=6)
+    cfg = MotionRecipeConfig(stride=4, max_frames=6)
     manifest = build(
         "motion",
         tmp_path / "sample" / "videos",

@@ -4,10 +4,10 @@ import pytest
 
 from mtssl.contract import RELPOS_CENTRE, RELPOS_LABELS, decode_jpeg, untile
 from pipelines.errors import Reject
-from pipelines.recipes.relpos import RelposConfig, choose_scale, grid_positions, make_sample
+from pipelines.recipes.relpos import RelposRecipeConfig, choose_scale, grid_positions, make_sample
 from pipelines.resize import resize
 
-CFG = RelposConfig()
+CFG = RelposRecipeConfig()
 
 
 def textured(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ from mtssl.contract import decode_jpeg, decode_sample
 from pipelines.build import build
 from pipelines.inspect import iter_tar_samples
 from pipelines.preview import contact_sheet
-from pipelines.recipes.rotation import RECIPE, RotationConfig, make_sample
+from pipelines.recipes.rotation import RECIPE, RotationRecipeConfig, make_sample
 
 
 def gradient(height: int, width: int) -> np.ndarray:
@@ -18,7 +18,7 @@ def gradient(height: int, width: int) -> np.ndarray:
 
 
 def test_a_sample_is_an_upright_square_crop_of_the_resized_image():
-    cfg = RotationConfig(size=64)
+    cfg = RotationRecipeConfig(size=64)
     out = make_sample(gradient(100, 160), np.random.default_rng(0), cfg)
     image = decode_jpeg(out.fields["rgb.jpg"])
     assert image.shape == (64, 64, 3) and out.params["resized"] == [64, 102]
@@ -31,11 +31,11 @@ def test_a_sample_is_an_upright_square_crop_of_the_resized_image():
 
 def test_a_side_off_the_jpeg_block_grid_is_refused():
     with pytest.raises(ValueError, match="multiple of 16"):
-        RotationConfig(size=100)
+        RotationRecipeConfig(size=100)
 
 
 def test_a_build_writes_every_input_and_previews_all_four_rotations(sample_images, tmp_path):
-    report = build("rotation", sample_images, tmp_path / "rotation", RotationConfig(size=64), workers=0,
+    report = build("rotation", sample_images, tmp_path / "rotation", RotationRecipeConfig(size=64), workers=0,
                    samples_per_shard=20, show_progress=False)  # fmt: skip
     totals = report.manifest["totals"]
     assert totals["samples"] + totals["rejected"] == 45 and totals["samples"] >= 40

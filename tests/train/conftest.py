@@ -47,11 +47,11 @@ def build_sets(root: Path) -> Path:
     """Build relpos, color, exemplar and motion sets under ``root/shards`` with the real producer."""
     from pipelines.build import build
     from pipelines.motion.synthetic import write_video
-    from pipelines.recipes.color import ColorConfig
-    from pipelines.recipes.exemplar import ExemplarConfig
-    from pipelines.recipes.motion import MotionConfig
-    from pipelines.recipes.relpos import RelposConfig
-    from pipelines.recipes.rotation import RotationConfig
+    from pipelines.recipes.color import ColorRecipeConfig
+    from pipelines.recipes.exemplar import ExemplarRecipeConfig
+    from pipelines.recipes.motion import MotionRecipeConfig
+    from pipelines.recipes.relpos import RelposRecipeConfig
+    from pipelines.recipes.rotation import RotationRecipeConfig
     from pipelines.sample import write_image_sample
 
     images, videos, shards = root / "images", root / "videos", root / "shards"
@@ -60,16 +60,16 @@ def build_sets(root: Path) -> Path:
         if folder.name not in PHOTOS:
             shutil.rmtree(folder)
     recipes = {
-        "relpos": RelposConfig(patch=32, gap=16, jitter=4, min_area=20_000, max_area=30_000, min_source_side=64),
-        "color": ColorConfig(size=64, min_source_side=64),
-        "exemplar": ExemplarConfig(views=4, view_size=32, min_source_side=32),
-        "rotation": RotationConfig(size=64, min_source_side=64),
+        "relpos": RelposRecipeConfig(patch=32, gap=16, jitter=4, min_area=20_000, max_area=30_000, min_source_side=64),
+        "color": ColorRecipeConfig(size=64, min_source_side=64),
+        "exemplar": ExemplarRecipeConfig(views=4, view_size=32, min_source_side=32),
+        "rotation": RotationRecipeConfig(size=64, min_source_side=64),
     }
     for task, recipe in recipes.items():
         build(task, images, shards / task, recipe, workers=0, samples_per_shard=4, show_progress=False)
     for seed in range(3):
         write_video(videos / f"square{seed}.mp4", moving_squares(16, seed))
-    motion = MotionConfig(size=96, stride=2, max_frames=None, segment_frames=100, min_source_side=32)
+    motion = MotionRecipeConfig(size=96, stride=2, max_frames=None, segment_frames=100, min_source_side=32)
     build("motion", videos, shards / "motion", motion, workers=0, samples_per_shard=4, show_progress=False)
     return shards
 

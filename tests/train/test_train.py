@@ -64,7 +64,7 @@ def test_checkpoint_holds_the_run_and_loads_weights_only(tiny_config):
     assert (run / LATEST).read_text().strip() == "ckpt-00000004.pt"
     state = load_checkpoint(run / "ckpt-00000004.pt")
     assert state["step"] == 4 and set(state["manifests"]) == set(TASKS)
-    assert TrainConfig.from_json(state["config"]) == TrainConfig(**{**cfg.__dict__, "tasks": TASKS})
+    assert TrainConfig.from_json(state["config"]) == TrainConfig(**{**cfg.__dict__, "tasks": tuple(TASKS)})
     assert state["lasso"].shape == (len(TASKS), 2) and isinstance(state["rng"]["torch"], torch.Tensor)
     assert state["optimizer"]["state"], "optimizer state (RMSProp averages) is saved"
 

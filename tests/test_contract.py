@@ -1,0 +1,72 @@
+"""The shard contract both halves import: the key rule, never-pickled fields, one tar layout read alike by
+the standard library, webdataset and the consumer's own reader, and no heavy imports."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from mtssl.contract import DECODERS, decode_npy, decode_sample, encode_npy, encode_png, sample_key
+from mtssl.data.stream import tar_members
+from pipelines.tarwriter import ShardWriter
+
+SAMPLES = {
+    sample_key("n01/a.JPEG"): {"rgb.jpg": b"\xff\xd8jpeg", "json": b'{"a":1}'},
+    sample_key("n01/" + "long" * 40 + ".JPEG"): {"mask.png": encode_png(np.zeros((4, 4), np.uint8)), "json": b"{}"},
+}
+
+
+def test_keys_are_dot_free_readable_and_distinct_for_paths_that_sanitize_alike():
+    a, b = sample_key("n01/x y.jpg"), sample_key("n01/x_y.jpg")
+    assert "." not in a and a.startswith("n01_x_y_jpg-") and a != b
+    assert sample_key("n01/x y.jpg") == a  # a pure function of the path
+    assert sample_key("clip.mp4", "_f000010").endswith("_f000010")
+
+
+def test_npy_fields_are_never_unpickled():
+    assert decode_npy(encode_npy(np.arange(6, dtype=np.int8).reshape(2, 3))).tolist() == [[0, 1, 2], [3, 4, 5]]
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError):
+        decode_npy(buffer.getvalue())
+
+
+def test_every_field_extension_has_a_decoder_and_a_missing_field_is_an_error():
+    assert {"rgb.jpg", "l.jpg", "bins.png", "mask.png", "ab.npy", "json"} <= set(DECODERS)
+    with pytest.raises(ValueError, match="lacks field 'mask.png'"):
+        decode_sample({"__key__": "k", "json": b"{}"}, ("mask.png", "json"))
+
+
+@pytest.fixture
+def shard(tmp_path):
+    path = tmp_path / "task-000000.tar"
+    with open(path, "wb") as stream, ShardWriter(stream, mtime=946684800) as writer:
+        for key, fields in SAMPLES.items():
+            writer.write(key, fields)
+    return path
+
+
+def test_the_standard_library_webdataset_and_the_consumer_read_the_same_members(shard):
+    expected = [(k, f, d) for k, fields in SAMPLES.items() for f, d in sorted(fields.items())]
+    with tarfile.open(shard) as tar:
+        plain = [(*m.name.split(".", 1), tar.extractfile(m).read()) for m in tar]
+    assert plain == expected
+    own = list(tar_members(str(shard), {"rgb.jpg", "mask.png", "json"}))
+    assert own == expected
+    assert list(tar_members(str(shard), {"json"})) == [m for m in expected if m[1] == "json"]
+    import webdataset as wds
+
+    samples = list(wds.WebDataset(str(shard), shardshuffle=False))
+    assert [s["__key__"] for s in samples] == list(SAMPLES)
+    assert all(s[f] == d for s in samples for f, d in SAMPLES[s["__key__"]].items())
+
+
+def test_the_contract_imports_neither_torch_nor_ray():
+    code = "import mtssl.contract, sys; print(sorted(m for m in ('torch', 'ray', 'webdataset') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
