@@ -22,6 +22,8 @@ import mtssl.train.loop
 from mtssl.train.config import TrainConfig
 from mtssl.train.logging import LOG_FILE, read_log
 
+pytestmark = pytest.mark.slow  # starts processes
+
 TINY = {
     "relpos": {"patch_channels": 8, "patch_dim": 32, "pair_dims": (32,), "crop": 24, "flip": True},
     "color": {"hidden": 32, "crop": 32},

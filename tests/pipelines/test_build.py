@@ -131,6 +131,7 @@ def test_other_config_in_the_same_folder_is_refused(sample_images, tmp_path):
     build("relpos", sample_images, tmp_path / "rp", limit=4, seed=3, overwrite=True)
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_gives_the_uninterrupted_shard_set(tmp_path):
     from pipelines.sample import write_image_sample
 

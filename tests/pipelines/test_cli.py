@@ -95,6 +95,7 @@ def test_build_into_a_folder_of_another_build_fails_clearly(color_set, sample_im
     assert result.exit_code == 2 and "another configuration" in text(result)
 
 
+@pytest.mark.slow
 def test_sample_writes_class_folders(tmp_path):
     result = runner.invoke(app, ["sample", "--out", str(tmp_path), "--per-class", "2"])
     assert result.exit_code == 0, text(result)
@@ -102,6 +103,7 @@ def test_sample_writes_class_folders(tmp_path):
     assert len(folders) == 15 and all(len(list(f.glob("*.jpg"))) == 2 for f in folders)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module,name,doc",
     [

@@ -22,6 +22,8 @@ pytest.importorskip("moto")
 from mtssl.data.shardsets import ShardSetError, open_sets  # noqa: E402
 from mtssl.data.stream import StepStream, TaskSpec, batches_of, fields_for, make_loader  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts a local S3 server
+
 KEYS = {name: task.keys("harmonized") for name, task in TASKS.items()}  # batch keys each task reads
 BUCKET = "mtssl-test"
 

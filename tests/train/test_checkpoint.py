@@ -31,6 +31,7 @@ def _die_mid_write(run: str, state: dict) -> None:
     ckpt.save_checkpoint(Path(run), state)
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(tiny_config):
     cfg = tiny_config(steps=4, save_every=2)
     train(cfg)

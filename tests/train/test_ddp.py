@@ -13,6 +13,8 @@ from mtssl.train.logging import LOG_FILE, read_log
 
 from .conftest import TINY_TASK_OPTIONS
 
+pytestmark = pytest.mark.slow  # starts processes
+
 PORT_RACE = "address already in use"  # another process took torchrun's free port before it bound it
 
 

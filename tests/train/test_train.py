@@ -22,6 +22,7 @@ def step_records(run: str | Path) -> list[dict]:
     return [r for r in read_log(Path(run) / LOG_FILE) if "loss" in r]
 
 
+@pytest.mark.slow
 def test_every_task_loss_falls(tiny_config):
     cfg = tiny_config(steps=60, batch_size=8, save_every=60, decay="none")
     train(cfg)
@@ -76,6 +77,7 @@ def test_checkpoint_holds_the_run_and_loads_weights_only(tiny_config):
     assert export["lasso_rows"] == list(TASKS)
 
 
+@pytest.mark.slow
 def test_log_records_every_task_throughput_wait_and_lasso(tiny_config):
     cfg = tiny_config(steps=4, log_every=2, task_batch={"exemplar": 2})
     train(cfg)
