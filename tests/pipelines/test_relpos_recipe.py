@@ -15,9 +15,14 @@ def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
     return cv2.resize(rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8), (width, height))
 
 
-def test_labels_are_reading_order_without_the_centre():
-    assert RELPOS_CENTRE == 4
-    assert [RELPOS_LABELS[n] for n in (0, 1, 2, 3, 5, 6, 7, 8)] == list(range(8))
+def test_each_label_names_where_the_neighbour_lies_in_the_stored_grid():
+    """Label order is the direction of the neighbour from the centre, read like text: up-left first."""
+    pos = grid_positions(500, 640, np.random.default_rng(0), CFG)
+    centre = pos[RELPOS_CENTRE]
+    step = CFG.patch + CFG.gap  # jitter aside, neighbours lie one step away
+    direction = {n: tuple(int(v) for v in np.rint((pos[n] - centre) / step)) for n in RELPOS_LABELS}
+    by_label = [direction[n] for n in sorted(RELPOS_LABELS, key=RELPOS_LABELS.get)]
+    assert by_label == [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
 @pytest.mark.parametrize("seed", range(20))

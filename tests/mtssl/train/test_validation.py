@@ -18,7 +18,7 @@ from mtssl.train.checkpoint import load_checkpoint
 from mtssl.train.logging import LOG_FILE, read_log
 from mtssl.train.loop import build_network, train, validate, validation_batches
 
-from .conftest import build_sets
+from ..shardkit import build_sets
 
 METRICS = {task: TASK_CLASSES[task].metric_name for task in TASKS}
 

@@ -22,6 +22,8 @@ import mtssl.train.loop
 from mtssl.train.config import TrainConfig
 from mtssl.train.logging import LOG_FILE, read_log
 
+from .shardkit import build_sets
+
 pytestmark = pytest.mark.slow  # starts processes
 
 TINY = {
@@ -34,13 +36,8 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trainer's tiny sets (tests/train/conftest.py), built once for this module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("train_fixtures", Path(__file__).parent / "train" / "conftest.py")
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
-    return fixtures.build_sets(tmp_path_factory.mktemp("demo-data"))
+    """The consumer tests' tiny sets (``shardkit``), built once for this module."""
+    return build_sets(tmp_path_factory.mktemp("demo-data"))
 
 
 def write_labelled(root: Path, per_class: int = 4) -> Path:

@@ -11,7 +11,7 @@ import pytest
 
 from mtssl.train.logging import LOG_FILE, read_log
 
-from .conftest import TINY_TASK_OPTIONS
+from ..shardkit import TINY_TASK_OPTIONS
 
 pytestmark = pytest.mark.slow  # starts processes
 

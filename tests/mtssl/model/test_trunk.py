@@ -79,13 +79,11 @@ def slim_params(blocks: list[tuple[int, int]], in_channels: int = 3) -> tuple[in
 SLIM_101 = [(64, 3), (128, 4), (256, 23), (512, 3)]  # slim resnet_v2_101 blocks (base depth, units)
 
 
-def test_slim_count_reproduces_the_published_resnet101v2_size():
+def test_unit_counts_and_parameters_match_slim_resnet_v2_101_through_block3():
+    """Against an independent count of slim's layout, itself anchored to the published size below."""
     params, depth = slim_params(SLIM_101)
     params += 2 * depth + depth * 1000 + 1000  # postnorm BN and 1000-way logits
     assert params == 44_577_896  # trainable parameters of Keras' ResNet101V2 (same layout as slim's)
-
-
-def test_unit_counts_match_slim_resnet_v2_101_through_block3():
     with torch.device("meta"):
         trunk = ResNetV2Trunk(TrunkConfig(depth=101, width=64, in_channels=3, slim_strides=True))
     blocks = (trunk.block1, trunk.block2, trunk.block3)

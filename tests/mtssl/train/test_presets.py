@@ -15,7 +15,7 @@ from mtssl.train.config import TrainConfig
 from mtssl.train.logging import _Lines, _NoBar, _RichBar, progress_bar
 from mtssl.train.presets import PRESETS, preset_values
 
-from .conftest import TINY_TASK_OPTIONS
+from ..shardkit import TINY_TASK_OPTIONS
 
 
 def test_paper_is_the_plain_defaults_and_unknown_presets_raise():

@@ -5,7 +5,7 @@ producer from scikit-image's photos and synthetic videos) and of every tensor of
 four-task checkpoint, with the library versions and CPU that made them. JPEG encoding and floating point may
 legitimately differ on another OpenCV, torch or CPU, so a mismatch of those skips rather than fails.
 Re-record (after a deliberate change of output, with a schema-version bump) with
-``MTSSL_RECORD_GOLDEN=1 pytest tests/train/test_golden.py``.
+``MTSSL_RECORD_GOLDEN=1 pytest tests/mtssl/train/test_golden.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from mtssl.train.checkpoint import load_checkpoint
 from mtssl.train.loop import train
 
-GOLDEN = Path(__file__).parents[1] / "golden" / "fingerprints.json"
+GOLDEN = Path(__file__).parents[2] / "golden" / "fingerprints.json"
 RECORD = os.environ.get("MTSSL_RECORD_GOLDEN") == "1"
 
 

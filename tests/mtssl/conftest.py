@@ -1,8 +1,11 @@
-"""Model-test fixtures: tiny networks and synthetic batches in the stored sample layout (mtssl/inputs.py)."""
+"""Consumer-test fixtures: tiny shard sets of every task (``shardkit``, built once per session), a tiny-run
+config, tiny networks and synthetic batches in the stored sample layout (``mtssl/inputs.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,9 @@ from mtssl.contract import ab_bins
 from mtssl.model import MultiTaskNet, NetworkConfig
 from mtssl.tasks import TASKS, ColorHeadConfig, ExemplarHeadConfig, MotionHeadConfig, RelposHeadConfig
 from mtssl.tasks.rotation import RotationHeadConfig
+from mtssl.train.config import TrainConfig
+
+from .shardkit import TINY_TASK_OPTIONS, build_sets
 
 TINY_TASKS = {
     "relpos": RelposHeadConfig(patch_channels=8, patch_dim=32, pair_dims=(32,)),
@@ -66,17 +72,6 @@ def build_batch(task: str, n: int = 2, size: int = 32, seed: int = 0) -> dict[st
     raise KeyError(task)
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Seed torch; one intra-op thread (tiny tensors gain nothing from more, and lose a lot when the
-    two cores are shared with other jobs)."""
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def tiny_net() -> Callable[..., MultiTaskNet]:
     """Factory: ``tiny_net(tasks, **NetworkConfig overrides)``, depth 18 at width 8 with tiny heads."""
@@ -87,3 +82,43 @@ def tiny_net() -> Callable[..., MultiTaskNet]:
 def make_batch() -> Callable[..., dict[str, torch.Tensor]]:
     """Factory: ``make_batch(task, n, size, seed)``, random stored-format tensors."""
     return build_batch
+
+
+@pytest.fixture(scope="session")
+def shard_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``shards/`` with one tiny set per task (8 images of 4 photos, 3 short videos), built once per session."""
+    return build_sets(tmp_path_factory.mktemp("train-data"))
+
+
+@pytest.fixture
+def tiny_config(shard_root: Path, tmp_path: Path):
+    """Factory: a TrainConfig for a tiny CPU run in a fresh folder; keyword arguments override."""
+
+    def make(**overrides) -> TrainConfig:
+        base = TrainConfig(
+            shards=str(shard_root),
+            out=str(tmp_path / "run"),
+            depth=18,
+            width=8,
+            batch_size=4,
+            workers=0,
+            shuffle_buffer=16,
+            steps=6,
+            warmup_steps=0,
+            save_every=3,
+            log_every=1,
+            device="cpu",
+            progress=False,
+            task_options=TINY_TASK_OPTIONS,
+        )
+        return replace(base, **overrides)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _seeded_one_thread(one_thread):
+    """Seed torch, and one thread (one torch, one BLAS) for every consumer test: tiny tensors gain nothing
+    from more threads, and lose a lot on shared cores."""
+    torch.manual_seed(0)
+    yield

@@ -1,22 +1,17 @@
-"""Trainer fixtures: tiny shard sets of all five tasks (built once per session) and a tiny-run config.
+"""Tiny shard sets of every task, built by the real producer, for the consumer's tests.
 
-The sets are built by the real producer (``pipelines``, in-process, no Ray) at small sizes: 32-px relpos
-patches and exemplar views, 64-px colour crops and rotation images, 96 x 128 motion frames of textured
-squares moving over a textured background (whose masks are the squares), so a depth-18, width-8 trunk
-trains in seconds.
+The sets are built in-process (no Ray) at small sizes: 32-px relpos patches and exemplar views, 64-px
+colour crops and rotation images, 96 x 128 motion frames of textured squares moving over a textured
+background (whose masks are the squares), so a depth-18, width-8 trunk trains in seconds.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
-
-from mtssl.train.config import TrainConfig
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 TINY_TASK_OPTIONS = {
@@ -72,41 +67,3 @@ def build_sets(root: Path) -> Path:
     motion = MotionRecipeConfig(size=96, stride=2, max_frames=None, segment_frames=100, min_source_side=32)
     build("motion", videos, shards / "motion", motion, workers=0, samples_per_shard=4, show_progress=False)
     return shards
-
-
-@pytest.fixture(scope="session")
-def shard_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``shards/`` with one tiny set per task (8 images of 4 photos, 3 short videos), built once per session."""
-    return build_sets(tmp_path_factory.mktemp("train-data"))
-
-
-@pytest.fixture
-def tiny_config(shard_root: Path, tmp_path: Path):
-    """Factory: a TrainConfig for a tiny CPU run in a fresh folder; keyword arguments override."""
-
-    def make(**overrides) -> TrainConfig:
-        base = TrainConfig(
-            shards=str(shard_root),
-            out=str(tmp_path / "run"),
-            depth=18,
-            width=8,
-            batch_size=4,
-            workers=0,
-            shuffle_buffer=16,
-            steps=6,
-            warmup_steps=0,
-            save_every=3,
-            log_every=1,
-            device="cpu",
-            progress=False,
-            task_options=TINY_TASK_OPTIONS,
-        )
-        return replace(base, **overrides)
-
-    return make
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    """One thread for every training test: tiny tensors gain nothing from more, and lose a lot on shared cores."""
-    yield

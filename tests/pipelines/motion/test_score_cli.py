@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 
-DAVIS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "davis-train"
+DAVIS = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "davis-train"
 
 
 def write_davis_layout(root: Path, frames: list[np.ndarray], truth: list[np.ndarray], name: str) -> None:
