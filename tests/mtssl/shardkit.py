@@ -41,7 +41,7 @@ def moving_squares(count: int, seed: int, height: int = 96, width: int = 128) ->
 def build_sets(root: Path) -> Path:
     """Build relpos, color, exemplar and motion sets under ``root/shards`` with the real producer."""
     from pipelines.build import build
-    from pipelines.motion.synthetic import write_video
+    from pipelines.motion.clips import write_video
     from pipelines.recipes.color import ColorRecipeConfig
     from pipelines.recipes.exemplar import ExemplarRecipeConfig
     from pipelines.recipes.motion import MotionRecipeConfig

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from pipelines.build_options import build_command, field_comments, field_options
-from pipelines.motion.masks import QUALITY, MaskConfig
+from pipelines.motion.config import QUALITY, MaskConfig
 from pipelines.recipes import RECIPES
 from pipelines.recipes.exemplar import ExemplarRecipeConfig
 

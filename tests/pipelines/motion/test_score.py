@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.motion.masks import MaskConfig
+from pipelines.motion.config import MaskConfig
 from pipelines.motion.score import (
     aggregate_rows,
     iou,

