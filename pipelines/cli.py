@@ -12,8 +12,9 @@ import typer
 from rich.table import Table
 
 from pipelines.build_options import build_command
+from pipelines.cli_style import HelpCommand, HelpGroup
 from pipelines.motion.config import PRESETS, QUALITY, MaskConfig, quality_config
-from pipelines.progress import HelpCommand, HelpGroup, console, make_progress
+from pipelines.progress import console, make_progress
 from pipelines.recipes import RECIPES
 from pipelines.recipes.color import ColorRecipeConfig
 from pipelines.recipes.exemplar import ExemplarRecipeConfig

