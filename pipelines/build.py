@@ -13,6 +13,7 @@ from pipelines.plan import BuildPlan, prepare_out_dir, resolve_config
 from pipelines.recipes import RECIPES
 from pipelines.runner import RunReport, run_plan
 from pipelines.units import KINDS
+from pipelines.units.base import PlanRequest
 
 
 def plan_build(
@@ -30,16 +31,8 @@ def plan_build(
     """The plan of ``task`` over the image or video tree ``source``: its units, their split into shards,
     and the resolved config. ``unit_options`` go to the units' planner (images: ``max_pixels``)."""
     recipe = RECIPES[task]
-    units = KINDS[recipe.source].plan(
-        recipe,
-        Path(source),
-        recipe_config,
-        seed=seed,
-        samples_per_shard=samples_per_shard,
-        limit=limit,
-        show_progress=show_progress,
-        **unit_options,
-    )
+    request = PlanRequest(Path(source), recipe_config, seed, samples_per_shard, limit, show_progress)
+    units = KINDS[recipe.source].plan(recipe, request, **unit_options)
     config = resolve_config(
         task, recipe_config, seed=seed, samples_per_shard=samples_per_shard, limit=limit, **units.config_extra
     )

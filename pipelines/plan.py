@@ -85,8 +85,6 @@ def resolve_config(
     task: str, recipe_config: Any, *, seed: int, samples_per_shard: int, limit: int | None, **extra: Any
 ) -> dict[str, Any]:
     """Everything that determines the bytes of the shards, as plain JSON."""
-    if samples_per_shard < 1:
-        raise ValueError("samples_per_shard must be at least 1")
     return {
         "task": task,
         "schema_version": SCHEMA_VERSION,

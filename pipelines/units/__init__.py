@@ -14,9 +14,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from pipelines.units import images, videos
-from pipelines.units.base import Units
+from pipelines.units.base import PlanRequest, Units
 
 KINDS: dict[str, ModuleType] = {"images": images, "videos": videos}
 
 
-__all__ = ["KINDS", "Units"]
+__all__ = ["KINDS", "PlanRequest", "Units"]

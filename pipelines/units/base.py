@@ -3,7 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What every unit planner is asked: the inputs' tree, the recipe config, the order's seed, the shard
+    size, a random subset (``limit``) and whether to show progress."""
+
+    root: Path
+    cfg: Any
+    seed: int
+    samples_per_shard: int
+    limit: int | None
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.samples_per_shard < 1:
+            raise ValueError("samples_per_shard must be at least 1")
 
 
 @dataclass

@@ -19,26 +19,16 @@ from pipelines.plan import chunk_bounds, order_sources
 from pipelines.recipes.base import Recipe, RecipeOutput, parsed_config
 from pipelines.shard_result import ShardResult, internal_error, label_of
 from pipelines.sources import display_name, file_stats, inputs_hash, list_image_tree, name_problem
-from pipelines.units.base import Units
+from pipelines.units.base import PlanRequest, Units
 
 
-def plan(
-    recipe: Recipe,
-    root: Path,
-    cfg: Any,
-    *,
-    seed: int,
-    samples_per_shard: int,
-    limit: int | None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    show_progress: bool = True,
-) -> Units:
+def plan(recipe: Recipe, request: PlanRequest, max_pixels: int = DEFAULT_MAX_PIXELS) -> Units:
     """Every file of the tree (each one an input, whatever it holds), in the seeded order."""
-    sources = order_sources([s.relpath for s in list_image_tree(root)], seed, limit)
-    stats = file_stats(root, sources)
+    sources = order_sources([s.relpath for s in list_image_tree(request.root)], request.seed, request.limit)
+    stats = file_stats(request.root, sources)
     return Units(
         units=sources,
-        bounds=chunk_bounds(len(sources), samples_per_shard),
+        bounds=chunk_bounds(len(sources), request.samples_per_shard),
         inputs=len(sources),
         inputs_hash=inputs_hash(sources, stats),
         unit_name="img",

@@ -28,33 +28,24 @@ from pipelines.plan import order_sources, pack_bounds
 from pipelines.recipes.base import Recipe, parsed_config
 from pipelines.shard_result import ShardResult, internal_error, label_of
 from pipelines.sources import display_name, inputs_hash
-from pipelines.units.base import Units
+from pipelines.units.base import PlanRequest, Units
 from pipelines.videos import OPEN_END, Frame, VideoInfo, VideoSource, iter_frames, list_video_tree, probe, segments
 
 
-def plan(
-    recipe: Recipe,
-    root: Path,
-    cfg: Any,
-    *,
-    seed: int,
-    samples_per_shard: int,
-    limit: int | None,
-    show_progress: bool = True,
-) -> Units:
+def plan(recipe: Recipe, request: PlanRequest) -> Units:
     """The segments of every video in the seeded order, packed into shards of about ``samples_per_shard``."""
     from pipelines.progress import make_progress  # the driver plans; build workers need not import rich
 
-    listed = {s.relpath: s for s in list_video_tree(root)}
-    order = order_sources(list(listed), seed, limit)
+    listed = {s.relpath: s for s in list_video_tree(request.root)}
+    order = order_sources(list(listed), request.seed, request.limit)
     units: list[dict[str, Any]] = []
-    with make_progress(disable=not show_progress) as progress:
+    with make_progress(disable=not request.show_progress) as progress:
         for relpath in progress.track(order, description="probe videos"):
-            units.extend(video_units(root, listed[relpath], cfg))
-    weights = [expected_samples(u, cfg, samples_per_shard) for u in units]
+            units.extend(video_units(request.root, listed[relpath], request.cfg))
+    weights = [expected_samples(u, request.cfg, request.samples_per_shard) for u in units]
     return Units(
         units=units,
-        bounds=pack_bounds(weights, samples_per_shard),
+        bounds=pack_bounds(weights, request.samples_per_shard),
         inputs=len(order),
         inputs_hash=inputs_hash([json.dumps(u, sort_keys=True) for u in units]),
         unit_name="segment",
