@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtssl.contract import MANIFEST_FILE, READABLE_SCHEMA_VERSIONS, ShardSetError, decode_sample, md5_file
+from mtssl.contract import (
+    MANIFEST_FILE,
+    READABLE_SCHEMA_VERSIONS,
+    ShardSetError,
+    decode_sample,
+    md5_file,
+    tar_samples_of,
+)
 from pipelines.recipes import RECIPES
 
 
@@ -29,24 +36,9 @@ def load_manifest(shard_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def iter_tar_samples(path: Path):
-    """Group a tar's members into samples (key -> {field: bytes}), as webdataset does; no decoding."""
-    current: dict[str, Any] | None = None
-    with tarfile.open(path, "r:") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            base = member.name.rsplit("/", 1)[-1]
-            key, _, ext = base.partition(".")
-            prefix = member.name[: len(member.name) - len(base)] + key
-            data = tar.extractfile(member).read()
-            if current is None or current["__key__"] != prefix:
-                if current is not None:
-                    yield current
-                current = {"__key__": prefix}
-            current[ext] = data
-    if current is not None:
-        yield current
+def iter_tar_samples(path: Path) -> Iterator[dict[str, Any]]:
+    """The samples of a local shard, as webdataset groups them; no decoding (``contract.tar_samples_of``)."""
+    yield from tar_samples_of(Path(path).read_bytes(), str(path))
 
 
 @dataclass
@@ -78,7 +70,7 @@ def verify_shard(shard_dir: Path, task: str, entry: dict[str, Any]) -> tuple[int
             except ValueError as exc:
                 problems.append(f"{entry['url']}/{sample['__key__']}: {exc}")
             count += 1
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (ValueError, OSError) as exc:
         problems.append(f"{entry['url']}: unreadable tar ({exc})")
     if count != entry["nsamples"]:
         problems.append(f"{entry['url']}: {count} samples, manifest says {entry['nsamples']}")

@@ -11,8 +11,16 @@ import tarfile
 import numpy as np
 import pytest
 
-from mtssl.contract import DECODERS, decode_npy, decode_sample, encode_npy, encode_png, sample_key
-from mtssl.data.stream import tar_members
+from mtssl.contract import (
+    DECODERS,
+    decode_npy,
+    decode_sample,
+    encode_npy,
+    encode_png,
+    sample_key,
+    tar_members_of,
+    tar_samples_of,
+)
 from pipelines.tarwriter import ShardWriter
 
 SAMPLES = {
@@ -56,9 +64,10 @@ def test_the_standard_library_webdataset_and_the_consumer_read_the_same_members(
     with tarfile.open(shard) as tar:
         plain = [(*m.name.split(".", 1), tar.extractfile(m).read()) for m in tar]
     assert plain == expected
-    own = list(tar_members(str(shard), {"rgb.jpg", "mask.png", "json"}))
-    assert own == expected
-    assert list(tar_members(str(shard), {"json"})) == [m for m in expected if m[1] == "json"]
+    data = shard.read_bytes()
+    assert list(tar_members_of(data, str(shard))) == expected
+    assert list(tar_members_of(data, str(shard), {"json"})) == [m for m in expected if m[1] == "json"]
+    assert [{k: v for k, v in s.items() if k != "__key__"} for s in tar_samples_of(data, "x")] == list(SAMPLES.values())
     import webdataset as wds
 
     samples = list(wds.WebDataset(str(shard), shardshuffle=False))
@@ -70,3 +79,12 @@ def test_the_contract_imports_neither_torch_nor_ray():
     code = "import mtssl.contract, sys; print(sorted(m for m in ('torch', 'ray', 'webdataset') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_damaged_or_cut_shard_is_a_value_error_naming_where(shard):
+    with pytest.raises(ValueError, match="member at byte 1024 runs past the end"):  # cut in the 2nd payload
+        list(tar_members_of(shard.read_bytes()[:1600], "cut.tar"))
+    header = bytearray(shard.read_bytes())
+    header[10] ^= 0x01  # a flipped bit in the first header's name
+    with pytest.raises(ValueError, match=r"cut.tar: damaged tar header at byte 0"):
+        list(tar_members_of(bytes(header), "cut.tar"))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tarfile
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from mtssl.contract import (
     READABLE_SCHEMA_VERSIONS,
     ShardSetError,
     md5_file,
+    tar_members_of,
 )
 from mtssl.data.locations import LocationError, is_dir, is_file, is_url, join, read_bytes, resolve, size, subfolders
 
@@ -224,29 +224,20 @@ def open_sets(
 
 
 def first_sample_fields(path: str | Path) -> set[str]:
-    """Fields (member extensions) of the first sample of a tar, reading only its first members."""
-    fields: set[str] = set()
-    key = None
+    """Fields (member extensions) of the first sample of a shard (``contract.tar_members_of``)."""
     try:
-        with _open_stream(path) as fh, tarfile.open(fileobj=fh, mode="r|") as tar:
-            for member in tar:
-                base = member.name.rsplit("/", 1)[-1]
-                name, _, ext = base.partition(".")
-                if key is not None and name != key:
-                    break
-                key = name
-                fields.add(ext)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ShardSetError(f"{path} is not a readable tar ({exc}); rebuild the set with --overwrite") from exc
+        members = tar_members_of(read_bytes(path), str(path))
+        key, field, _ = next(members)
+        fields = {field}
+        for other, field, _ in members:
+            if other != key:
+                break
+            fields.add(field)
+    except (ValueError, OSError, StopIteration) as exc:
+        raise ShardSetError(
+            f"{path} is not a readable shard ({exc or 'no member'}); rebuild the set with --overwrite"
+        ) from exc
     return fields
-
-
-def _open_stream(path: str | Path):
-    if not is_url(path):
-        return open(path, "rb")
-    import fsspec
-
-    return fsspec.open(str(path), "rb").open()
 
 
 def check_run(sset: ShardSet, task: type[Task], run: RunOptions, fields: Sequence[str]) -> None:

@@ -42,6 +42,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from mtssl.contract import tar_members_of
 from mtssl.data.batching import EXTRA_FIELDS, BatchDecoder, BatchRing
 from mtssl.data.device_decode import RAW_SUFFIXES, Decoder, decode_on_device
 from mtssl.data.locations import is_url, read_bytes
@@ -117,10 +118,6 @@ def _selector(fields: Sequence[str]):
     return select
 
 
-def _octal(field: bytes) -> int:
-    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-
-
 def tar_members(path: str, wanted: set[str]) -> Iterator[tuple[str, str, bytes]]:
     """(key, field, bytes) of the regular members of a local POSIX tar whose field is wanted.
 
@@ -131,52 +128,7 @@ def tar_members(path: str, wanted: set[str]) -> Iterator[tuple[str, str, bytes]]
     names its member in bytes that are not UTF-8 raises ValueError naming the shard and the offset.
     """
     with open(path, "rb") as fh:
-        yield from _members(fh.read(), path, wanted)
-
-
-def _members(data: bytes, path: str, wanted: set[str], checked: bool = False) -> Iterator[tuple[str, str, bytes]]:
-    """:func:`tar_members` over a shard's bytes; ``checked``: its md5 matched the manifest's, so the
-    header checksums (which only a damaged file fails) are not summed again."""
-    long_name, pos, end = None, 0, len(data)
-    while pos + 512 <= end and data[pos : pos + 512] != _ZERO_BLOCK:
-        if data[pos + 257 : pos + 262] != b"ustar" or not (checked or _checksum_ok(data[pos : pos + 512])):
-            raise ValueError(f"{path}: damaged tar header at byte {pos}")
-        size, kind = _octal(data[pos + 124 : pos + 136]), data[pos + 156 : pos + 157]
-        header, start, pos = pos, pos + 512, pos + 512 + ((size + 511) & ~511)
-        if pos > end:
-            raise ValueError(f"{path}: member at byte {header} runs past the end of the shard")
-        if kind == b"x":  # pax extended header: may carry the next member's long name
-            records = data[start : start + size].decode("utf-8", "replace")
-            long_name = next((r.split("=", 1)[1] for r in records.split("\n") if " path=" in r), None)
-            continue
-        name = long_name or _ustar_name(data, header)
-        long_name = None
-        base = name.rsplit("/", 1)[-1]
-        key, _, field = base.partition(".")
-        if kind in (b"0", b"\0") and field in wanted:
-            yield name[: len(name) - len(base)] + key, field, data[start : start + size]
-
-
-_ZERO_BLOCK = bytes(512)
-
-
-def _checksum_ok(header: bytes) -> bool:
-    """POSIX: the header's byte sum with its 8 checksum bytes counted as spaces equals the stored octal."""
-    try:
-        stored = _octal(header[148:156])
-    except ValueError:
-        return False
-    return stored == sum(header) - sum(header[148:156]) + 8 * 32
-
-
-def _ustar_name(data: bytes, at: int = 0) -> str:
-    """The member name of the ustar header at byte ``at`` (its prefix field joined on when set)."""
-    try:
-        name = data[at : at + 100].split(b"\0", 1)[0].decode("utf-8")
-        prefix = data[at + 345 : at + 500].split(b"\0", 1)[0].decode("utf-8") if data[at + 345] else ""
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"member name is not UTF-8: {exc}") from None
-    return f"{prefix}/{name}" if prefix else name
+        yield from tar_members_of(fh.read(), path, wanted)
 
 
 def _shard_members(url: str, wanted: set[str], md5: str | None) -> Iterator[tuple[str, str, bytes]]:
@@ -194,14 +146,14 @@ def _shard_members(url: str, wanted: set[str], md5: str | None) -> Iterator[tupl
             stat = os.fstat(fh.fileno())
         identity = (url, stat.st_ino, stat.st_size, stat.st_mtime_ns, md5)
     if md5 is None:
-        yield from _members(data, url, wanted)
+        yield from tar_members_of(data, url, wanted)
         return
     if identity is None or identity not in _VERIFIED:
         if hashlib.md5(data).hexdigest() != md5:
             raise ValueError(f"{url}: md5 differs from the manifest's (damaged or replaced shard)")
         if identity is not None:
             _VERIFIED.add(identity)
-    yield from _members(data, url, wanted, checked=True)
+    yield from tar_members_of(data, url, wanted, checked=True)
 
 
 _VERIFIED: set[tuple] = set()  # shards whose bytes matched their md5 in this process (see _shard_members)
