@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,29 +9,25 @@ from typing import Any
 
 from mtssl.contract import (
     MANIFEST_FILE,
-    READABLE_SCHEMA_VERSIONS,
+    Manifest,
     ShardSetError,
     decode_sample,
     md5_file,
+    parse_manifest,
     tar_samples_of,
 )
 from pipelines.recipes import RECIPES
 
 
-def load_manifest(shard_dir: Path) -> dict[str, Any]:
+def load_manifest(shard_dir: Path) -> Manifest:
     path = Path(shard_dir) / MANIFEST_FILE
     if not path.exists():
         raise ShardSetError(f"{shard_dir} has no {MANIFEST_FILE}: not a finished shard set (build it, or resume it)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ShardSetError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("task") not in RECIPES:
-        raise ShardSetError(f"{path}: unknown task {manifest.get('task')!r}")
-    if manifest.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
-        raise ShardSetError(
-            f"{path}: schema version {manifest.get('schema_version')}, this mtssl reads {READABLE_SCHEMA_VERSIONS}"
-        )
+    manifest = parse_manifest(
+        path.read_bytes(), str(path), f"mtssl-data build {{task}} ... --out {shard_dir} --overwrite"
+    )
+    if manifest["task"] not in RECIPES:
+        raise ShardSetError(f"{path}: unknown task {manifest['task']!r}; this mtssl builds {', '.join(RECIPES)}")
     return manifest
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mtssl.contract import INDEX_FILE, MANIFEST_FILE, PARTS_DIR, REJECTS_FILE, shard_name, stats_name
+from mtssl.contract import INDEX_FILE, MANIFEST_FILE, PARTS_DIR, REJECTS_FILE, Manifest, shard_name, stats_name
 from pipelines.atomic import finish, tmp_path, write_json_atomic
 from pipelines.plan import BuildPlan
 from pipelines.shard_result import INDEX_SCHEMA, REJECT_SCHEMA, unit_source
@@ -76,7 +76,7 @@ def _reason_counts(rejects: pa.Table, kind: str) -> dict[str, int]:
     return dict(sorted(Counter(rows).items()))
 
 
-def write_manifest(plan: BuildPlan) -> dict[str, Any]:
+def write_manifest(plan: BuildPlan) -> Manifest:
     """Check that every shard is done, merge the parts, write the manifest atomically and return it."""
     out = Path(plan.out)
     stats = [read_stats(out, plan.task, i) for i in range(plan.num_shards)]
@@ -93,7 +93,7 @@ def write_manifest(plan: BuildPlan) -> dict[str, Any]:
             counts[key] = counts.get(key, 0) + np.asarray(value, dtype=np.int64)
     rejected, filtered = _reason_counts(rejects, "rejected"), _reason_counts(rejects, "filtered")
     total_bytes, samples = sum(s["filesize"] for s in stats), index.num_rows
-    manifest = {
+    manifest: Manifest = {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,
         "name": plan.task,

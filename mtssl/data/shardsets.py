@@ -19,7 +19,6 @@ A set may live in a local folder or at an fsspec URL (``s3://bucket/prefix/color
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +27,15 @@ from typing import TYPE_CHECKING, Any
 from mtssl.contract import (
     MANIFEST_FILE,
     PLAN_FILE,
-    READABLE_SCHEMA_VERSIONS,
     ShardSetError,
     md5_file,
+    parse_manifest,
     tar_members_of,
 )
 from mtssl.data.locations import LocationError, is_dir, is_file, is_url, join, read_bytes, resolve, size, subfolders
 
 if TYPE_CHECKING:
     from mtssl.tasks.base import RunOptions, Task
-
-REQUIRED_KEYS = ("task", "schema_version", "config", "shardlist", "totals")
 
 
 @dataclass(frozen=True)
@@ -134,20 +131,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
             f"{folder} has no {MANIFEST_FILE}: the build did not finish. Rerun the same `mtssl-data build` "
             "command to complete it (finished shards are kept)"
         )
-    try:
-        manifest = json.loads(read_bytes(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ShardSetError(f"{path} is corrupt (not valid JSON: {exc}); rebuild the set with --overwrite") from exc
-    missing = [key for key in REQUIRED_KEYS if key not in manifest] if isinstance(manifest, dict) else REQUIRED_KEYS
-    if missing:
-        raise ShardSetError(f"{path} is corrupt (lacks {', '.join(missing)}); rebuild the set with --overwrite")
-    if manifest["schema_version"] not in READABLE_SCHEMA_VERSIONS:
-        raise ShardSetError(
-            f"{path}: shard schema version {manifest['schema_version']}, but this mtssl reads versions "
-            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}. Rebuild the set with this version: "
-            f"mtssl-data build {manifest['task']} ... --out {folder} --overwrite"
-        )
-    return manifest
+    return parse_manifest(read_bytes(path), str(path), f"mtssl-data build {{task}} ... --out {folder} --overwrite")
 
 
 def check_shards(sset: ShardSet, verify: bool = False) -> None:
