@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipelines.atomic import write_bytes_atomic
+from mtssl.contract import write_bytes_atomic
 
 SPLITS = ("train", "val")
 FACE_SIDE = 64  # the 25 px patches are upscaled to this side

@@ -20,8 +20,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mtssl.contract import INDEX_FILE, MANIFEST_FILE, PARTS_DIR, REJECTS_FILE, Manifest, shard_name, stats_name
-from pipelines.atomic import finish, tmp_path, write_json_atomic
+from mtssl.contract import (
+    INDEX_FILE,
+    MANIFEST_FILE,
+    PARTS_DIR,
+    REJECTS_FILE,
+    Manifest,
+    finish,
+    shard_name,
+    stats_name,
+    tmp_path,
+    write_json_atomic,
+)
 from pipelines.plan import BuildPlan
 from pipelines.shard_result import INDEX_SCHEMA, REJECT_SCHEMA, unit_source
 from pipelines.shardjob import summarize_counts

@@ -16,8 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from mtssl.contract import MANIFEST_FILE, PARTS_DIR, PLAN_FILE, SCHEMA_VERSION, config_hash
-from pipelines.atomic import finish, remove_stale_tmp, tmp_path, write_json_atomic
+from mtssl.contract import (
+    MANIFEST_FILE,
+    PARTS_DIR,
+    PLAN_FILE,
+    SCHEMA_VERSION,
+    config_hash,
+    finish,
+    remove_stale_tmp,
+    tmp_path,
+    write_json_atomic,
+)
 
 
 class PlanMismatch(RuntimeError):

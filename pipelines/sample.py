@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.atomic import write_bytes_atomic
+from mtssl.contract import write_bytes_atomic
 
 
 def _photos() -> dict[str, Callable[[], np.ndarray]]:

@@ -19,8 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtssl.contract import PARTS_DIR, shard_name, stats_name
-from pipelines.atomic import finish, tmp_path, write_json_atomic
+from mtssl.contract import PARTS_DIR, finish, shard_name, stats_name, tmp_path, write_json_atomic
 from pipelines.recipes import RECIPES
 from pipelines.recipes.base import RecipeOutput
 from pipelines.shard_result import INDEX_SCHEMA, REJECT_SCHEMA, ShardResult

@@ -11,7 +11,6 @@ the newest one unless the disk lost data).
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import warnings
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtssl.contract import finish, remove_stale_tmp, tmp_path, write_bytes_atomic
 from mtssl.train.errors import SaveError
 
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
@@ -32,51 +32,27 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt-{step:08d}.pt"
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not every platform opens folders
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def save_atomic(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, rename into place, fsync the folder.
 
     A failed write (torch reports a full disk as a RuntimeError from its zip writer) removes the
     temporary file and raises :class:`SaveError` saying where and what to do; the previous checkpoint
     stays, so ``--resume`` continues from it once there is room."""
-    tmp = _tmp(path)
+    tmp = tmp_path(path)
     try:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        finish(tmp, path)
     except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
         raise SaveError(
             f"could not write {path} ({reason}); free space or fix permissions there, then rerun with --resume"
         ) from exc
-    _fsync_dir(path.parent)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = _tmp(path)
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    write_bytes_atomic(path, text.encode())
 
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -91,8 +67,7 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path
     """Write ``ckpt-<state['step']>.pt`` atomically, point ``latest`` at it, keep the newest ``keep``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.glob(".*.tmp"):  # left by a process killed mid-write
-        stale.unlink(missing_ok=True)
+    remove_stale_tmp(run_dir)  # left by a process killed mid-write (a live writer's are its own)
     path = run_dir / checkpoint_name(int(state["step"]))
     save_atomic(state, path)
     write_text_atomic(run_dir / LATEST, path.name + "\n")

@@ -29,7 +29,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
     no macroblock-tree rate control, and the RGB -> YUV 4:2:0 conversion done by OpenCV."""
     import av
 
-    from pipelines.atomic import finish, tmp_path
+    from mtssl.contract import finish, tmp_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipelines.atomic import write_bytes_atomic
+from mtssl.contract import write_bytes_atomic
 
 CELL = (240, 135)  # width, height of one picture
 GT_COLOUR, MASK_COLOUR = (40, 220, 40), (230, 40, 40)

@@ -30,8 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mtssl.contract import encode_jpeg, encode_png
-from pipelines.atomic import write_bytes_atomic
+from mtssl.contract import encode_jpeg, encode_png, write_bytes_atomic
 from pipelines.motion.clips import read_video, write_video
 
 FRAME_SIZE = (336, 256)  # (width, height): 256 px on the shorter side, the motion task's working resolution

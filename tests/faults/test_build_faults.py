@@ -68,7 +68,7 @@ def test_a_build_removes_only_the_temporary_files_of_dead_processes_of_its_host(
     import os
     import subprocess
 
-    from pipelines.atomic import HOST
+    from mtssl.contract import HOST
 
     out = tmp_path / "color"
     out.mkdir()

@@ -1,4 +1,5 @@
-"""Write-then-rename helpers: a reader (or a rerun after a kill) never sees a half-written file."""
+"""Write-then-rename: a reader (or a rerun after a kill) never sees a half-written file. Both halves write
+this way: the producer its shards, parts and manifest, the trainer its checkpoints and logs."""
 
 from __future__ import annotations
 
@@ -42,10 +43,23 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
 
 
 def finish(tmp: Path, path: Path) -> None:
-    """fsync and atomically move a finished temporary file into place."""
+    """fsync and atomically move a finished temporary file into place, then fsync its folder."""
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the platform opens folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
