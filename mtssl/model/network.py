@@ -118,7 +118,7 @@ class MultiTaskNet(nn.Module):
     def from_resolved(cls, resolved: Mapping[str, Any]) -> MultiTaskNet:
         """Rebuild from :meth:`resolved_config` output (e.g. read back from a checkpoint's JSON)."""
         network = NetworkConfig(**tuples_of(resolved["network"]))
-        tasks = {name: TASKS[name].config_class(**tuples_of(cfg)) for name, cfg in resolved["tasks"].items()}
+        tasks = {name: TASKS[name].config_from_plain(tuples_of(cfg)) for name, cfg in resolved["tasks"].items()}
         return cls(network, tasks)
 
     def resolved_config(self) -> dict[str, Any]:

@@ -108,6 +108,11 @@ class Task(nn.Module, ABC):
         return cls.FIELDS[mode]
 
     @classmethod
+    def config_from_plain(cls, plain: Mapping[str, Any]) -> Any:
+        """The task's config from its JSON form (``--task-opt``, a checkpoint's resolved config)."""
+        return cls.config_class(**plain)
+
+    @classmethod
     def check_run(cls, run: RunOptions) -> str | None:
         """Why the run's options cannot train this task (a message), or None."""
         return None

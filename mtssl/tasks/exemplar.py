@@ -8,8 +8,9 @@ ICCV 2015, "Unsupervised Learning of Visual Representations using Videos").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +34,9 @@ class ExemplarHeadConfig:
         dim: embedding size (src: Wang & Gupta 2015, fc8 1024).
         Both default to None: the paper's value at the paper's trunk, scaled with the trunk below it.
         margin: hinge margin on cosine distance (src: Wang & Gupta 2015, M = 0.5).
-        views: views of each stored image used per step, drawn at random among the K stored (src: the
-            multi-task paper's triplets use two views of an image, anchor and positive); None uses all.
+        drawn_views: views of each stored image used per step, drawn at random among the K the recipe
+            stored (``ExemplarRecipeConfig.views``; src: the multi-task paper's triplets use two views of an
+            image, anchor and positive); None uses all.
         hard_negatives: keep only the k hardest negatives of each (anchor, positive), as Wang & Gupta's
             in-batch hard-negative mining does; None uses every in-batch negative (ours).
         crop: train on a random ``crop`` x ``crop`` window of every drawn view, per step (ours; the central
@@ -47,7 +49,7 @@ class ExemplarHeadConfig:
     hidden: int | None = None
     dim: int | None = None
     margin: float = 0.5
-    views: int | None = 2
+    drawn_views: int | None = 2
     hard_negatives: int | None = None
     crop: int | None = None
     flip: bool = True
@@ -121,6 +123,14 @@ class ExemplarTask(Task):
         self.head = ExemplarHead(in_channels, self.config.hidden, self.config.dim)
 
     @classmethod
+    def config_from_plain(cls, plain: Mapping[str, Any]) -> ExemplarHeadConfig:
+        """Runs before the rename spelt ``drawn_views`` as ``views`` (the recipe's name for the stored ones)."""
+        plain = dict(plain)
+        if "views" in plain:
+            plain["drawn_views"] = plain.pop("views")
+        return super().config_from_plain(plain)
+
+    @classmethod
     def check_run(cls, run: RunOptions) -> str | None:
         if run.batch_size < 2:
             return "exemplar's triplet loss needs at least 2 images per batch: raise --task-batch exemplar"
@@ -139,7 +149,7 @@ class ExemplarTask(Task):
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Targets]:
-        views = draw_views(split_views(batch["rgb"]), self.config.views, generator)
+        views = draw_views(split_views(batch["rgb"]), self.config.drawn_views, generator)
         flat, random = views.flatten(0, 1), self.randomised()
         flat = random_crop(flat, self.config.crop, generator, random)
         if self.config.flip:

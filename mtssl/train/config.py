@@ -182,7 +182,7 @@ def parse_task_options(items: list[str]) -> dict[str, dict[str, Any]]:
         out.setdefault(task, {})[name] = tuplify(value)
     for task, options in out.items():
         try:
-            TASK_CLASSES[task].config_class(**options)
+            TASK_CLASSES[task].config_from_plain(options)
         except TypeError as exc:
             raise ConfigError(f"--task-opt {task}: {exc}") from exc
     return out

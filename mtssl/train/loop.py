@@ -214,7 +214,7 @@ def build_network(cfg: TrainConfig, sets: dict[str, ShardSet]) -> MultiTaskNet:
         amp=cfg.amp,
         channels_last=cfg.channels_last,
     )
-    task_configs = {t: TASK_CLASSES[t].config_class(**cfg.task_options.get(t, {})) for t in cfg.tasks}
+    task_configs = {t: TASK_CLASSES[t].config_from_plain(cfg.task_options.get(t, {})) for t in cfg.tasks}
     inputs = {t: TASK_CLASSES[t].manifest_inputs(sets[t].manifest) for t in cfg.tasks if t in sets}
     return MultiTaskNet(network, task_configs, inputs)
 

@@ -253,7 +253,7 @@ def test_exemplar_views_are_cropped_and_flipped_one_by_one():
     values = numbered(n * k, 1, view, view) % 251  # distinct within a view; uint8
     tiles = values.view(n, k, view, view).permute(0, 2, 1, 3).reshape(n, 1, view, k * view)
     rgb = tiles.expand(n, 3, view, k * view).to(torch.uint8).contiguous()
-    task = ExemplarTask(8, 16, ExemplarHeadConfig(hidden=8, dim=4, views=None, crop=crop, flip=True))
+    task = ExemplarTask(8, 16, ExemplarHeadConfig(hidden=8, dim=4, drawn_views=None, crop=crop, flip=True))
     x, targets = task.prepare({"rgb": rgb}, "native", 3, gen(0))
     assert int(targets["views"]) == k and x.shape == (n * k, 3, crop, crop)
     got = (x + MEAN).round().long()[:, 0]
@@ -297,7 +297,7 @@ def test_motion_frame_and_mask_are_flipped_together():
 CONFIGS = {
     "relpos": RelposHeadConfig(patch_channels=4, patch_dim=8, pair_dims=(8,), crop=12, flip=True, downsample_prob=0),
     "color": ColorHeadConfig(hidden=8, crop=16),
-    "exemplar": ExemplarHeadConfig(hidden=8, dim=4, views=None, crop=12),
+    "exemplar": ExemplarHeadConfig(hidden=8, dim=4, drawn_views=None, crop=12),
     "motion": MotionHeadConfig(hidden=4),
 }
 

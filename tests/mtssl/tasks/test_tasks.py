@@ -174,7 +174,7 @@ def test_triplet_loss_is_zero_when_views_agree_and_images_differ():
 
 
 def test_exemplar_prepare_splits_every_view(make_batch):
-    task = TASKS["exemplar"](8, 16, ExemplarHeadConfig(views=None))
+    task = TASKS["exemplar"](8, 16, ExemplarHeadConfig(drawn_views=None))
     batch = {"rgb": torch.zeros(2, 3, 8, 24, dtype=torch.uint8)}
     batch["rgb"][:, :, :, 8:16] = 255  # the middle view white: L8 = 255 on the device
     inputs, targets = task.prepare(batch, "harmonized", 1)
@@ -231,3 +231,11 @@ def test_resolved_config_round_trips_through_json(tiny_net):
     rebuilt = MultiTaskNet.from_resolved(resolved)
     assert rebuilt.resolved_config() == net.resolved_config()
     rebuilt.load_state_dict(net.state_dict())
+
+
+def test_exemplar_names_its_drawn_views_apart_from_the_stored_ones_and_reads_the_old_name():
+    task = TASKS["exemplar"]
+    assert task.config_from_plain({"views": 3}).drawn_views == 3  # a run saved before the rename
+    assert task.config_from_plain({"drawn_views": None}).drawn_views is None
+    with pytest.raises(TypeError):
+        task.config_from_plain({"stored_views": 3})
