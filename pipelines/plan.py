@@ -153,12 +153,19 @@ def write_input_list(out: Path, plan: BuildPlan) -> None:
     import pyarrow.parquet as pq
 
     sizes, mtimes = zip(*plan.input_stats, strict=True) if plan.input_stats else ((), ())
-    names = [str(u).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for u in plan.units]
+    names = [input_name(u) for u in plan.units]
     table = pa.table({"source": names, "size": list(sizes), "mtime_ns": list(mtimes)})
     target = out / PARTS_DIR / INPUTS_FILE
     tmp = tmp_path(target)
     pq.write_table(table, tmp)
     finish(tmp, target)
+
+
+def input_name(unit: Any) -> str:
+    """The input a work unit comes from, as the input list records it: an image's path, a segment's video
+    (its segments share one row's figures), non-UTF-8 bytes escaped."""
+    source = unit if isinstance(unit, str) else unit["source"]
+    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def input_changes(out: Path, plan: BuildPlan) -> str:
@@ -172,5 +179,5 @@ def input_changes(out: Path, plan: BuildPlan) -> str:
         return "the input list or its fingerprint differs; a build by an mtssl before 2026-12 fingerprinted names only"
     rows = pq.read_table(recorded).to_pylist()
     before = {r["source"]: (r["size"], r["mtime_ns"]) for r in rows}
-    now = dict(zip(map(str, plan.units), plan.input_stats, strict=True))
+    now = dict(zip(map(input_name, plan.units), plan.input_stats, strict=True))
     return describe_changes(before, now)

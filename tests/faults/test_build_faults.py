@@ -108,3 +108,43 @@ def test_verify_fails_a_set_with_no_sample(tmp_path):
     )
     result = CliRunner().invoke(app, ["verify", str(tmp_path / "o")])
     assert result.exit_code == 1 and "holds no sample" in " ".join(result.output.split())
+
+
+def moving_squares(count: int, seed: int) -> list:
+    """A textured square moving right over a textured background, 96 x 128."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    background = cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (128, 96))
+    square = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (40, 40), interpolation=cv2.INTER_NEAREST)
+    frames = []
+    for i in range(count):
+        frame = background.copy()
+        frame[28:68, 8 + 3 * i : 48 + 3 * i] = square
+        frames.append(frame)
+    return frames
+
+
+def test_an_edited_video_refuses_the_rerun_of_a_motion_build_and_says_which(tmp_path):
+    """A video replaced by another of the same length (the same segments): caught by its size and time."""
+    import os
+
+    from pipelines.motion.clips import write_video
+    from pipelines.plan import PlanMismatch
+    from pipelines.recipes.motion import MotionRecipeConfig
+
+    videos, out = tmp_path / "videos", tmp_path / "motion"
+    for seed in range(2):
+        write_video(videos / f"clip{seed}.mp4", moving_squares(12, seed))
+    cfg = MotionRecipeConfig(size=96, stride=2, max_frames=None, segment_frames=100, min_source_side=32)
+    options = {"workers": 0, "samples_per_shard": 4, "show_progress": False}
+    build_set("motion", videos, out, cfg, **options)
+    assert build_set("motion", videos, out, cfg, **options).built == 0  # untouched: resumes, nothing to do
+    clip = videos / "clip1.mp4"
+    write_video(clip, moving_squares(12, seed=7))
+    stat = clip.stat()
+    os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # and certainly a later time
+    with pytest.raises(PlanMismatch, match=r"inputs changed .*1 changed: clip1.mp4.*--overwrite"):
+        build_set("motion", videos, out, cfg, **options)
+    assert build_set("motion", videos, out, cfg, overwrite=True, **options).built >= 1
