@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtssl.contract import HOST
 from pipelines.manifest import read_stats, write_manifest
 from pipelines.plan import BuildPlan
 from pipelines.progress import make_progress
@@ -78,7 +79,10 @@ def _run_ray(plan: BuildPlan, shards: list[int], advance: Callable[[dict], None]
 
     remote = ray.remote(num_cpus=1, max_retries=2)(build_shard)
     config_ref = ray.put(plan.config)
-    refs = [remote.remote(plan.task, config_ref, plan.source_root, plan.out, i, plan.shard_units(i)) for i in shards]
+    driver = (HOST, os.getpid())  # a worker on this host ends when this process dies
+    refs = [
+        remote.remote(plan.task, config_ref, plan.source_root, plan.out, i, plan.shard_units(i), driver) for i in shards
+    ]
     while refs:
         done, refs = ray.wait(refs, num_returns=1)
         advance(ray.get(done[0]))

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtssl.contract import PARTS_DIR, finish, shard_name, stats_name, tmp_path, write_json_atomic
+from pipelines.driver_watch import watch
 from pipelines.recipes import RECIPES
 from pipelines.recipes.base import RecipeOutput
 from pipelines.shard_result import INDEX_SCHEMA, REJECT_SCHEMA, ShardResult
@@ -73,10 +74,22 @@ def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> 
     finish(tmp, path)
 
 
-def build_shard(task: str, config: dict[str, Any], root: str, out: str, index: int, units: list[Any]) -> dict[str, Any]:
-    """Build shard ``index`` from its work units and return its stats (also written as its done marker)."""
+def build_shard(
+    task: str,
+    config: dict[str, Any],
+    root: str,
+    out: str,
+    index: int,
+    units: list[Any],
+    driver: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """Build shard ``index`` from its work units and return its stats (also written as its done marker).
+
+    ``driver``: the (host, pid) of the build's driver when this runs as a Ray task; the worker ends when
+    the driver dies (``pipelines.driver_watch``)."""
     import cv2
 
+    watch(driver)
     cv2.setNumThreads(1)  # one worker, one core: OpenCV's own threads would oversubscribe
     start = time.perf_counter()
     out_dir, name = Path(out), shard_name(task, index)

@@ -17,7 +17,7 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{HOST}.{os.getpid()}.tmp")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -36,7 +36,7 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
     removed = []
     for tmp in Path(folder).glob(".*.tmp"):
         parts = tmp.name[1:].rsplit(".", 3)  # NAME, HOST, PID, "tmp"
-        if len(parts) == 4 and parts[1] == HOST and parts[2].isdigit() and not _alive(int(parts[2])):
+        if len(parts) == 4 and parts[1] == HOST and parts[2].isdigit() and not process_alive(int(parts[2])):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

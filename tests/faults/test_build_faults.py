@@ -148,3 +148,53 @@ def test_an_edited_video_refuses_the_rerun_of_a_motion_build_and_says_which(tmp_
     with pytest.raises(PlanMismatch, match=r"inputs changed .*1 changed: clip1.mp4.*--overwrite"):
         build_set("motion", videos, out, cfg, **options)
     assert build_set("motion", videos, out, cfg, overwrite=True, **options).built >= 1
+
+
+def busy_workers() -> list[int]:
+    """PIDs of Ray worker processes running a shard job (Linux: their process titles)."""
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-f", "ray::build_shard"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+@pytest.mark.ray
+def test_a_killed_driver_takes_its_busy_ray_workers_with_it(tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipelines.sample import write_image_sample
+
+    if shutil.which("pgrep") is None:
+        pytest.skip("needs pgrep")
+    images = tmp_path / "images"
+    write_image_sample(images, per_class=8, seed=1)  # 120 inputs, 2 shards of 60 (seconds each)
+    out = tmp_path / "out"
+    args = ["build", "color", "--images", str(images), "--out", str(out), "--workers", "2", "--samples-per-shard", "60"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    driver = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not busy_workers():
+        assert driver.poll() is None and time.monotonic() < deadline, "the build ended before a worker was busy"
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    finished = set(out.glob("*.tar"))
+    assert len(finished) < 2, "both shards were done before the kill: nothing interrupted"
+    gone_by = time.monotonic() + 10
+    while busy_workers() and time.monotonic() < gone_by:
+        time.sleep(0.1)
+    assert not busy_workers(), "a worker went on with its shard after its driver died"
+    time.sleep(3)
+    assert set(out.glob("*.tar")) == finished, "a shard was finished for a build nobody waits for"
+    in_process = [*args[:-3], "0", "--samples-per-shard", "60"]  # the rerun resumes without Ray
+    rerun = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *in_process], env=env, capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert len(list(out.glob("*.tar"))) == 2 and not list(out.glob(".*.tmp"))
