@@ -26,12 +26,13 @@ def plan_build(
     samples_per_shard: int = 1000,
     limit: int | None = None,
     show_progress: bool = True,
+    rehash: bool = False,
     **unit_options: Any,
 ) -> BuildPlan:
     """The plan of ``task`` over the image or video tree ``source``: its units, their split into shards,
     and the resolved config. ``unit_options`` go to the units' planner (images: ``max_pixels``)."""
     recipe = RECIPES[task]
-    request = PlanRequest(Path(source), recipe_config, seed, samples_per_shard, limit, show_progress)
+    request = PlanRequest(Path(source), recipe_config, seed, samples_per_shard, limit, show_progress, rehash)
     units = KINDS[recipe.source].plan(recipe, request, **unit_options)
     config = resolve_config(
         task, recipe_config, seed=seed, samples_per_shard=samples_per_shard, limit=limit, **units.config_extra
@@ -47,6 +48,7 @@ def plan_build(
         inputs_hash=units.inputs_hash,
         unit_name=units.unit_name,
         input_stats=units.input_stats,
+        input_digests=units.input_digests,
     )
 
 

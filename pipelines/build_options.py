@@ -113,6 +113,12 @@ def common_parameters(recipe: Recipe) -> list[inspect.Parameter]:
         ("seed", int, 0, typer.Option(help="Seed of the shard order and of every sample's randomness.")),
         ("limit", int | None, None, typer.Option(help="Use a random subset of N inputs.", min=1)),
         ("overwrite", bool, False, typer.Option(help="Replace a different build found in --out.")),
+        (
+            "rehash",
+            bool,
+            False,
+            typer.Option(help="Fingerprint every input by its content too, not only size and time."),
+        ),
     ]
     if not videos:
         bombs = typer.Option("--max-pixels", help="Reject images with more pixels (decompression bombs).")

@@ -2,7 +2,7 @@
 
 A Ray worker goes on with its task when the driver that submitted it is killed (SIGKILL, a closed
 terminal): its shard would finish minutes later, unseen. :func:`watch` starts, once per worker
-process, a daemon thread that checks every half second whether the driver's process still exists (on
+process, a daemon thread that checks five times a second whether the driver's process still exists (on
 the driver's host; a worker on another node leaves that to Ray) and ends the worker at once when it does
 not. What the worker was writing stays a temporary file of a dead process, which the rerun removes.
 """
@@ -20,7 +20,7 @@ _watched: set[int] = set()
 _lock = threading.Lock()
 
 
-def watch(driver: tuple[str, int] | None, interval: float = 0.5) -> None:
+def watch(driver: tuple[str, int] | None, interval: float = 0.2) -> None:
     """Exit this process soon after the driver ``(host, pid)`` is gone (no-op on another host, or when None)."""
     if driver is None or driver[0] != HOST:
         return

@@ -47,6 +47,7 @@ class BuildPlan:
     inputs_hash: str = ""
     unit_name: str = "img"
     input_stats: list[tuple[int, int]] | None = field(default=None, repr=False)  # (size, mtime_ns) per unit
+    input_digests: list[str] | None = field(default=None, repr=False)  # content digest per unit (--rehash)
 
     @property
     def config_hash(self) -> str:
@@ -69,6 +70,7 @@ class BuildPlan:
             "inputs": self.inputs,
             "inputs_hash": self.inputs_hash,
             "num_shards": self.num_shards,
+            **({"rehash": True} if self.input_digests is not None else {}),
         }
 
 
@@ -133,6 +135,12 @@ def prepare_out_dir(plan: BuildPlan, overwrite: bool) -> None:
                     f"{out} holds a {previous.get('task')} build with another {what} "
                     f"({previous.get(key)} != {record[key]}); use another --out, or --overwrite to replace it"
                 )
+        if previous.get("rehash", False) != record.get("rehash", False):
+            given = "with" if previous.get("rehash") else "without"
+            raise PlanMismatch(
+                f"the build in {out} was started {given} --rehash: rerun it the same way to resume it, "
+                "or --overwrite to rebuild"
+            )
         if previous.get("inputs_hash") != record["inputs_hash"]:
             raise PlanMismatch(
                 f"the inputs changed since the build in {out} started ({input_changes(out, plan)}); its shards "
@@ -154,7 +162,10 @@ def write_input_list(out: Path, plan: BuildPlan) -> None:
 
     sizes, mtimes = zip(*plan.input_stats, strict=True) if plan.input_stats else ((), ())
     names = [input_name(u) for u in plan.units]
-    table = pa.table({"source": names, "size": list(sizes), "mtime_ns": list(mtimes)})
+    columns = {"source": names, "size": list(sizes), "mtime_ns": list(mtimes)}
+    if plan.input_digests is not None:
+        columns["sha256"] = plan.input_digests
+    table = pa.table(columns)
     target = out / PARTS_DIR / INPUTS_FILE
     tmp = tmp_path(target)
     pq.write_table(table, tmp)
@@ -178,6 +189,7 @@ def input_changes(out: Path, plan: BuildPlan) -> str:
     if plan.input_stats is None or not recorded.is_file():
         return "the input list or its fingerprint differs; a build by an mtssl before 2026-12 fingerprinted names only"
     rows = pq.read_table(recorded).to_pylist()
-    before = {r["source"]: (r["size"], r["mtime_ns"]) for r in rows}
-    now = dict(zip(map(input_name, plan.units), plan.input_stats, strict=True))
+    before = {r["source"]: (r["size"], r["mtime_ns"], r.get("sha256", "")) for r in rows}
+    digests = plan.input_digests or [""] * len(plan.units)
+    now = {input_name(u): (*s, d) for u, s, d in zip(plan.units, plan.input_stats, digests, strict=True)}
     return describe_changes(before, now)

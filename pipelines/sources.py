@@ -67,14 +67,31 @@ def list_image_tree(root: Path) -> list[Source]:
     return [Source(path) for path in walk_files(root)]
 
 
-def inputs_hash(relpaths: list[str], stats: list[tuple[int, int]] | None = None) -> str:
-    """Fingerprint of the input list (and, given, each file's size and modification time), so a resumed
-    build can tell that its inputs changed."""
+def inputs_hash(
+    relpaths: list[str], stats: list[tuple[int, int]] | None = None, contents: list[str] | None = None
+) -> str:
+    """Fingerprint of the input list (and, given, each file's size and modification time, and its content
+    digest with ``--rehash``), so a resumed build can tell that its inputs changed."""
     digest = hashlib.sha256()
     for k, relpath in enumerate(relpaths):
         digest.update(relpath.encode("utf-8", "surrogateescape") + b"\0")
         if stats is not None:
             digest.update(b"%d:%d\0" % stats[k])
+        if contents is not None:
+            digest.update(contents[k].encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def content_digest(root: Path, relpaths: list[str]) -> str:
+    """sha256 (first 16 hex digits) of the files' bytes in order; "" when one cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        for relpath in relpaths:
+            with open(Path(root) / relpath, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+    except OSError:
+        return ""
     return digest.hexdigest()[:16]
 
 

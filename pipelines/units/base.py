@@ -18,6 +18,7 @@ class PlanRequest:
     samples_per_shard: int
     limit: int | None
     show_progress: bool = True
+    rehash: bool = False  # fingerprint each input's content too (reads every input once more)
 
     def __post_init__(self) -> None:
         if self.samples_per_shard < 1:
@@ -35,3 +36,4 @@ class Units:
     unit_name: str
     config_extra: dict[str, Any] = field(default_factory=dict)  # kind-specific keys of the resolved config
     input_stats: list[tuple[int, int]] | None = None
+    input_digests: list[str] | None = None  # content digest per unit, with --rehash

@@ -18,7 +18,7 @@ from pipelines.imageio import DEFAULT_MAX_PIXELS, load_rgb
 from pipelines.plan import chunk_bounds, order_sources
 from pipelines.recipes.base import Recipe, RecipeOutput, parsed_config
 from pipelines.shard_result import ShardResult, internal_error, label_of
-from pipelines.sources import display_name, file_stats, inputs_hash, list_image_tree, name_problem
+from pipelines.sources import content_digest, display_name, file_stats, inputs_hash, list_image_tree, name_problem
 from pipelines.units.base import PlanRequest, Units
 
 
@@ -26,14 +26,16 @@ def plan(recipe: Recipe, request: PlanRequest, max_pixels: int = DEFAULT_MAX_PIX
     """Every file of the tree (each one an input, whatever it holds), in the seeded order."""
     sources = order_sources([s.relpath for s in list_image_tree(request.root)], request.seed, request.limit)
     stats = file_stats(request.root, sources)
+    digests = [content_digest(request.root, [s]) for s in sources] if request.rehash else None
     return Units(
         units=sources,
         bounds=chunk_bounds(len(sources), request.samples_per_shard),
         inputs=len(sources),
-        inputs_hash=inputs_hash(sources, stats),
+        inputs_hash=inputs_hash(sources, stats, digests),
         unit_name="img",
         config_extra={"max_pixels": max_pixels, "source_kind": "images"},
         input_stats=stats,
+        input_digests=digests,
     )
 
 

@@ -27,7 +27,7 @@ from pipelines.errors import Filtered, Reject
 from pipelines.plan import order_sources, pack_bounds
 from pipelines.recipes.base import Recipe, parsed_config
 from pipelines.shard_result import ShardResult, internal_error, label_of
-from pipelines.sources import display_name, file_stats, inputs_hash
+from pipelines.sources import content_digest, display_name, file_stats, inputs_hash
 from pipelines.units.base import PlanRequest, Units
 from pipelines.videos import OPEN_END, Frame, VideoInfo, VideoSource, iter_frames, list_video_tree, probe, segments
 
@@ -45,23 +45,32 @@ def plan(recipe: Recipe, request: PlanRequest) -> Units:
     weights = [expected_samples(u, request.cfg, request.samples_per_shard) for u in units]
     stats = {relpath: video_stats(request.root, listed[relpath]) for relpath in order}
     unit_stats = [stats[u["source"]] for u in units]
+    digests = None
+    if request.rehash:
+        by_video = {r: content_digest(request.root, frame_paths(listed[r])) for r in order}
+        digests = [by_video[u["source"]] for u in units]
     return Units(
         units=units,
         bounds=pack_bounds(weights, request.samples_per_shard),
         inputs=len(order),
-        inputs_hash=inputs_hash([json.dumps(u, sort_keys=True) for u in units], unit_stats),
+        inputs_hash=inputs_hash([json.dumps(u, sort_keys=True) for u in units], unit_stats, digests),
         unit_name="segment",
         config_extra={"source_kind": "videos"},
         input_stats=unit_stats,
+        input_digests=digests,
     )
+
+
+def frame_paths(source: VideoSource) -> list[str]:
+    """The files a video is read from: the file itself, or each frame of a frame folder."""
+    return [f"{source.relpath}/{frame}" for frame in source.frames] or [source.relpath]
 
 
 def video_stats(root: Path, source: VideoSource) -> tuple[int, int]:
     """(size, modification time in ns) of a video file; for a folder of frames, the frames' total size and
     latest time, so an edited, added or removed frame changes it. (-1, -1) when it vanished."""
     folder = Path(root) / source.relpath
-    relpaths = [f"{source.relpath}/{frame}" for frame in source.frames] or [source.relpath]
-    stats = file_stats(Path(root), relpaths) if folder.exists() else [(-1, -1)]
+    stats = file_stats(Path(root), frame_paths(source)) if folder.exists() else [(-1, -1)]
     if any(size < 0 for size, _ in stats):
         return (-1, -1)
     return sum(size for size, _ in stats), max(mtime for _, mtime in stats)
