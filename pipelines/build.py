@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mtssl.contract import locations as loc
 from pipelines.plan import BuildPlan, prepare_out_dir, resolve_config
 from pipelines.recipes import RECIPES
 from pipelines.runner import RunReport, run_plan
@@ -19,7 +20,7 @@ from pipelines.units.base import PlanRequest
 def plan_build(
     task: str,
     source: Path,
-    out: Path,
+    out: str | Path,
     recipe_config: Any,
     *,
     seed: int = 0,
@@ -55,7 +56,7 @@ def plan_build(
 def build(
     task: str,
     source: Path,
-    out: Path,
+    out: str | Path,
     recipe_config: Any,
     *,
     workers: int = 2,
@@ -64,7 +65,12 @@ def build(
     show_progress: bool = True,
     **plan_options: Any,
 ) -> RunReport:
-    """Build (or resume) the ``task`` shard set of an image or video tree."""
+    """Build (or resume) the ``task`` shard set of an image or video tree into a folder or a bucket URL
+    (``out``; checked for writes first, so a bad URL or refused credentials fail before any work)."""
+    try:
+        loc.check_writable(out)
+    except loc.LocationError as exc:
+        raise ValueError(str(exc)) from None
     plan = plan_build(task, source, out, recipe_config, show_progress=show_progress, **plan_options)
     if not plan.units:
         raise ValueError(f"no input files under {source}")

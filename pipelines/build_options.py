@@ -95,18 +95,21 @@ def field_options(config_type: type, base: Any, prefix: tuple[str, ...] = (), pa
         yield FieldOption((*prefix, f.name), cli_type(hint), default, comments.get(f.name, ""), panel)
 
 
+OUT_HELP = "Output folder of the shard set, or a bucket URL (s3://bucket/prefix/TASK; any fsspec URL)."
+
+
 def common_parameters(recipe: Recipe) -> list[inspect.Parameter]:
     """The options every build takes, its source tree first."""
     videos = recipe.source == "videos"
     source = typer.Option(
         "--videos" if videos else "--images",
-        help="Folder tree of videos and frame folders." if videos else "Image tree (ImageNet layout).",
+        help="Local folder tree of videos and frame folders." if videos else "Local image tree (ImageNet layout).",
         exists=True,
         file_okay=False,
     )
     specs: list[tuple[str, Any, Any, Any]] = [
         ("source", Path, ..., source),
-        ("out", Path, Path(f"shards/{recipe.name}"), typer.Option("--out", help="Output folder of the shard set.")),
+        ("out", str, f"shards/{recipe.name}", typer.Option("--out", help=OUT_HELP, metavar="DIR|URL")),
         ("workers", int, 2, typer.Option(help="Local Ray workers (CPUs); 0 builds in this process.", min=0)),
         ("ray_address", str | None, None, typer.Option("--ray-address", help="Join this Ray cluster.")),
         ("samples_per_shard", int, 1000, typer.Option("--samples-per-shard", help="Inputs per shard.", min=1)),

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from mtssl.contract.locations import LocationError
 from pipelines.build_options import build_command
 from pipelines.cli_style import HelpCommand, HelpGroup
 from pipelines.motion.config import PRESETS, QUALITY, MaskConfig, quality_config
@@ -57,7 +58,7 @@ def mask_config(quality: str, preset: str | None) -> MaskConfig:
 
 
 def run_build(
-    task: str, recipe_config: Any, *, source: Path, out: Path, replace_own: bool = False, **options: Any
+    task: str, recipe_config: Any, *, source: Path, out: str | Path, replace_own: bool = False, **options: Any
 ) -> None:
     """Build (or resume) a set and report it (``options``: those of ``pipelines.build.build``)."""
     from pipelines.build import build
@@ -72,14 +73,21 @@ for _task, _recipe in RECIPES.items():  # mtssl-data build TASK: options from th
     build_app.command(_task, cls=HelpCommand)(build_command(_recipe, run_build))
 
 
-def os_error_line(exc: OSError, out: Path) -> str:
-    """One line for a failed write: what, where, what to do (the shards already done stay done)."""
+def root_cause(exc: OSError) -> OSError:
+    """The OSError under Ray's wrapping: RayTaskError(OSError) keeps the worker's original as ``.cause``."""
     cause = exc
-    while True:  # Ray wraps a worker's error: RayTaskError(OSError) keeps the original as .cause
+    while True:
         inner = getattr(cause, "cause", None) or cause.__cause__
         if not isinstance(inner, OSError) or inner is cause:
-            break
+            return cause
         cause = inner
+
+
+def os_error_line(exc: OSError, out: str | Path) -> str:
+    """One line for a failed write: what, where, what to do (the shards already done stay done)."""
+    cause = root_cause(exc)
+    if isinstance(cause, LocationError):  # a bucket: the message says which and why
+        return f"{cause}; finished shards are kept: rerun the same command once it is fixed"
     what = cause.strerror or str(cause).splitlines()[0][:200]
     where = cause.filename or out
     return (
@@ -88,7 +96,7 @@ def os_error_line(exc: OSError, out: Path) -> str:
     )
 
 
-def _report(task: str, out: Path, run: Callable[..., Any], replace_own: bool = False) -> None:
+def _report(task: str, out: str | Path, run: Callable[..., Any], replace_own: bool = False) -> None:
     """Run a build; print its summary, or a clear error and exit 2. With ``replace_own`` (the demo, whose
     output folders are its own), a folder holding another build is rebuilt, and the console says so."""
     from pipelines.plan import PlanMismatch
@@ -190,7 +198,7 @@ def sample(
         console.print(f"wrote {len(written)} labelled images ({sets}; each with train/ and val/) to {target}")
 
 
-def _load(shard_dir: Path) -> dict:
+def _load(shard_dir: str) -> dict:
     from pipelines.inspect import ShardSetError, load_manifest
 
     try:
@@ -200,8 +208,11 @@ def _load(shard_dir: Path) -> dict:
         raise typer.Exit(2) from exc
 
 
+SET_HELP = "A shard set: a folder or a bucket URL (s3://bucket/prefix/TASK) that holds manifest.json."
+
+
 @app.command(cls=HelpCommand)
-def info(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (holds manifest.json).")]) -> None:
+def info(shard_dir: Annotated[str, typer.Argument(help=SET_HELP, metavar="SET")]) -> None:
     """Counts, sizes, and rejected inputs and filtered frames by reason, of a shard set."""
     manifest = _load(shard_dir)
     totals = manifest["totals"]
@@ -224,7 +235,7 @@ def info(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (hol
 
 
 @app.command(cls=HelpCommand)
-def verify(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (holds manifest.json).")]) -> None:
+def verify(shard_dir: Annotated[str, typer.Argument(help=SET_HELP, metavar="SET")]) -> None:
     """Check every shard's checksum and size and decode every sample; exits non-zero on any problem."""
     from pipelines.inspect import verify_set
 
@@ -243,7 +254,7 @@ def verify(shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (h
 
 @app.command(cls=HelpCommand)
 def preview(
-    shard_dir: Annotated[Path, typer.Argument(help="A shard set folder (holds manifest.json).")],
+    shard_dir: Annotated[str, typer.Argument(help=SET_HELP, metavar="SET")],
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("preview.png"),
     count: Annotated[int, typer.Option(help="Samples to show.", min=1)] = 6,
 ) -> None:
@@ -269,8 +280,8 @@ def demo(
         run_build(task, cfg, source=data / "images", out=shards / task, **common)
     run_build("motion", MotionRecipeConfig(stride=2), source=data / "videos", out=shards / "motion", **common)
     for task in (*configs, "motion"):
-        verify(shards / task)
-        preview(shards / task, out=shards / task / "preview.png", count=6)
+        verify(str(shards / task))
+        preview(str(shards / task), out=shards / task / "preview.png", count=6)
     score_motion(videos=data / "videos", masks=data / "masks")
     console.print(f"done: inspect with `mtssl-data info {shards}/relpos`; contact sheets in {shards}/*/preview.png")
 

@@ -1,39 +1,41 @@
-"""Reading a finished shard set back: summary (``info``) and a full integrity check (``verify``)."""
+"""Reading a finished shard set back: summary (``info``) and a full integrity check (``verify``).
+
+A set is a folder or a URL (``mtssl.contract.locations``): a set in a bucket is checked object by object,
+each read whole into memory, as the trainer reads it."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtssl.contract import (
-    MANIFEST_FILE,
-    Manifest,
-    ShardSetError,
-    decode_sample,
-    md5_file,
-    parse_manifest,
-    tar_samples_of,
-)
+from mtssl.contract import MANIFEST_FILE, Manifest, ShardSetError, decode_sample, parse_manifest, tar_samples_of
+from mtssl.contract import locations as loc
 from pipelines.recipes import RECIPES
 
 
-def load_manifest(shard_dir: Path) -> Manifest:
-    path = Path(shard_dir) / MANIFEST_FILE
-    if not path.exists():
-        raise ShardSetError(f"{shard_dir} has no {MANIFEST_FILE}: not a finished shard set (build it, or resume it)")
-    manifest = parse_manifest(
-        path.read_bytes(), str(path), f"mtssl-data build {{task}} ... --out {shard_dir} --overwrite"
-    )
+def load_manifest(shard_dir: str | Path) -> Manifest:
+    path = loc.join(shard_dir, MANIFEST_FILE)
+    try:
+        data = loc.read_bytes(path)
+    except (FileNotFoundError, loc.LocationError) as exc:
+        if isinstance(exc, FileNotFoundError) or "does not exist" in str(exc):
+            raise ShardSetError(
+                f"{shard_dir} has no {MANIFEST_FILE}: not a finished shard set (build it, or resume it)"
+            ) from None
+        raise ShardSetError(str(exc)) from None
+    manifest = parse_manifest(data, path, f"mtssl-data build {{task}} ... --out {shard_dir} --overwrite")
     if manifest["task"] not in RECIPES:
         raise ShardSetError(f"{path}: unknown task {manifest['task']!r}; this mtssl builds {', '.join(RECIPES)}")
     return manifest
 
 
-def iter_tar_samples(path: Path) -> Iterator[dict[str, Any]]:
-    """The samples of a local shard, as webdataset groups them; no decoding (``contract.tar_samples_of``)."""
-    yield from tar_samples_of(Path(path).read_bytes(), str(path))
+def iter_tar_samples(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The samples of a shard (a file or an object), as webdataset groups them; no decoding
+    (``contract.tar_samples_of``)."""
+    yield from tar_samples_of(loc.read_bytes(path), str(path))
 
 
 @dataclass
@@ -47,19 +49,23 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_shard(shard_dir: Path, task: str, entry: dict[str, Any]) -> tuple[int, list[str]]:
+def verify_shard(shard_dir: str | Path, task: str, entry: dict[str, Any]) -> tuple[int, list[str]]:
     """Checksum, size, sample count and a full decode of one shard; returns (samples, problems)."""
-    path = Path(shard_dir) / entry["url"]
-    if not path.exists():
+    path = loc.join(shard_dir, entry["url"])
+    try:
+        data = loc.read_bytes(path)
+    except FileNotFoundError:
         return 0, [f"{entry['url']}: missing"]
+    except loc.LocationError as exc:
+        return 0, [f"{entry['url']}: {'missing' if 'does not exist' in str(exc) else exc}"]
     problems = []
-    if path.stat().st_size != entry["filesize"]:
-        problems.append(f"{entry['url']}: size {path.stat().st_size} != manifest {entry['filesize']}")
-    if md5_file(path) != entry["md5sum"]:
+    if len(data) != entry["filesize"]:
+        problems.append(f"{entry['url']}: size {len(data)} != manifest {entry['filesize']}")
+    if hashlib.md5(data).hexdigest() != entry["md5sum"]:
         problems.append(f"{entry['url']}: md5 mismatch")
     count = 0
     try:
-        for sample in iter_tar_samples(path):
+        for sample in tar_samples_of(data, path):
             try:
                 decode_sample(sample, (*RECIPES[task].fields, "json"))
             except ValueError as exc:
@@ -72,7 +78,7 @@ def verify_shard(shard_dir: Path, task: str, entry: dict[str, Any]) -> tuple[int
     return count, problems
 
 
-def verify_set(shard_dir: Path, on_shard=None) -> VerifyReport:
+def verify_set(shard_dir: str | Path, on_shard=None) -> VerifyReport:
     """Verify every shard listed in the manifest; also flag tars in the folder the manifest lacks."""
     manifest = load_manifest(shard_dir)
     report = VerifyReport()
@@ -85,7 +91,9 @@ def verify_set(shard_dir: Path, on_shard=None) -> VerifyReport:
         if on_shard is not None:
             on_shard(entry)
     report.problems.extend(
-        f"{p.name}: not in the manifest" for p in sorted(Path(shard_dir).glob("*.tar")) if p.name not in listed
+        f"{name}: not in the manifest"
+        for name in sorted(loc.listing(shard_dir))
+        if name.endswith(".tar") and name not in listed
     )
     if report.samples != manifest["totals"]["samples"]:
         report.problems.append(f"{report.samples} samples in total, manifest says {manifest['totals']['samples']}")

@@ -9,6 +9,7 @@ identical manifests.
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from importlib import metadata
@@ -20,18 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mtssl.contract import (
-    INDEX_FILE,
-    MANIFEST_FILE,
-    PARTS_DIR,
-    REJECTS_FILE,
-    Manifest,
-    finish,
-    shard_name,
-    stats_name,
-    tmp_path,
-    write_json_atomic,
-)
+from mtssl.contract import INDEX_FILE, MANIFEST_FILE, PARTS_DIR, REJECTS_FILE, Manifest, shard_name, stats_name
+from mtssl.contract import locations as loc
 from pipelines.plan import BuildPlan
 from pipelines.shard_result import INDEX_SCHEMA, REJECT_SCHEMA, unit_source
 from pipelines.shardjob import summarize_counts
@@ -49,24 +40,30 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def read_stats(out: Path, task: str, index: int) -> dict[str, Any] | None:
-    """The stats of a finished shard, or None when the shard is not done: no stats, no tar, or a tar whose
-    size is not the one its stats recorded (truncated, or replaced), which the rerun then rebuilds."""
-    path, tar = out / PARTS_DIR / stats_name(task, index), out / shard_name(task, index)
-    if not path.exists() or not tar.exists():
-        return None
-    stats = json.loads(path.read_text())
-    if tar.stat().st_size != stats.get("filesize"):
-        return None
-    return stats
+def done_shards(out: str, task: str, num_shards: int) -> dict[int, dict[str, Any]]:
+    """The stats of the finished shards of a build in ``out`` (a folder or a URL), by shard index.
+
+    A shard is done when its stats exist and its tar has the size they record; a tar missing, truncated
+    or replaced is not, and a rerun rebuilds it. Two listings, then one read per finished shard's stats.
+    """
+    tars, parts = loc.listing(out), loc.listing(loc.join(out, PARTS_DIR))
+    done = {}
+    for index in range(num_shards):
+        name = stats_name(task, index)
+        if name not in parts or shard_name(task, index) not in tars:
+            continue
+        stats = json.loads(loc.read_bytes(loc.join(out, PARTS_DIR, name)))
+        if tars[shard_name(task, index)] == stats.get("filesize"):
+            done[index] = stats
+    return done
 
 
-def concat_parts(out: Path, names: list[str], suffix: str, schema: pa.Schema, target: Path) -> pa.Table:
-    tables = [pq.read_table(out / PARTS_DIR / f"{name}.{suffix}.parquet", schema=schema) for name in names]
+def concat_parts(out: str, names: list[str], suffix: str, schema: pa.Schema, target: str) -> pa.Table:
+    parts = [loc.read_bytes(loc.join(out, PARTS_DIR, f"{name}.{suffix}.parquet")) for name in names]
+    tables = [pq.read_table(io.BytesIO(data), schema=schema) for data in parts]
     table = pa.concat_tables(tables) if tables else schema.empty_table()
-    tmp = tmp_path(target)
-    pq.write_table(table, tmp)
-    finish(tmp, target)
+    with loc.staged(target) as tmp:
+        pq.write_table(table, tmp)
     return table
 
 
@@ -88,14 +85,15 @@ def _reason_counts(rejects: pa.Table, kind: str) -> dict[str, int]:
 
 def write_manifest(plan: BuildPlan) -> Manifest:
     """Check that every shard is done, merge the parts, write the manifest atomically and return it."""
-    out = Path(plan.out)
-    stats = [read_stats(out, plan.task, i) for i in range(plan.num_shards)]
-    missing = [i for i, s in enumerate(stats) if s is None]
+    out = plan.out
+    done = done_shards(out, plan.task, plan.num_shards)
+    missing = [i for i in range(plan.num_shards) if i not in done]
     if missing:
         raise RuntimeError(f"shards not built yet: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    stats = [done[i] for i in range(plan.num_shards)]
     names = [Path(s["url"]).stem for s in stats]
-    index = concat_parts(out, names, "index", INDEX_SCHEMA, out / INDEX_FILE)
-    rejects = concat_parts(out, names, "rejects", REJECT_SCHEMA, out / REJECTS_FILE)
+    index = concat_parts(out, names, "index", INDEX_SCHEMA, loc.join(out, INDEX_FILE))
+    rejects = concat_parts(out, names, "rejects", REJECT_SCHEMA, loc.join(out, REJECTS_FILE))
     check_accounting(plan, index, rejects)
     counts: dict[str, np.ndarray] = {}
     for s in stats:
@@ -126,5 +124,5 @@ def write_manifest(plan: BuildPlan) -> Manifest:
         "filtered": filtered,
         **summarize_counts(plan.task, counts),
     }
-    write_json_atomic(out / MANIFEST_FILE, manifest)
+    loc.write_json(loc.join(out, MANIFEST_FILE), manifest)
     return manifest

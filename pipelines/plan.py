@@ -8,25 +8,15 @@ what a rerun must agree with to resume.
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mtssl.contract import (
-    MANIFEST_FILE,
-    PARTS_DIR,
-    PLAN_FILE,
-    SCHEMA_VERSION,
-    config_hash,
-    finish,
-    remove_stale_tmp,
-    tmp_path,
-    write_json_atomic,
-)
+from mtssl.contract import MANIFEST_FILE, PARTS_DIR, PLAN_FILE, SCHEMA_VERSION, config_hash, remove_stale_tmp
+from mtssl.contract import locations as loc
 
 
 class PlanMismatch(RuntimeError):
@@ -116,47 +106,56 @@ def order_sources(relpaths: list[str], seed: int, limit: int | None) -> list[str
 
 
 def prepare_out_dir(plan: BuildPlan, overwrite: bool) -> None:
-    """Create the output folder, or check that what it holds is an earlier run of this same plan."""
-    out = Path(plan.out)
-    plan_path = out / PLAN_FILE
-    if overwrite and out.exists():
-        for path in [*out.glob(f"{plan.task}-*.tar"), out / MANIFEST_FILE, plan_path]:
-            path.unlink(missing_ok=True)
-        shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
-    (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(out)
-    remove_stale_tmp(out / PARTS_DIR)
+    """Create the output folder (or check that the bucket takes writes), or check that what it holds is
+    an earlier run of this same plan. ``plan.out`` is a folder or a URL (``mtssl.contract.locations``)."""
+    out = plan.out
+    loc.check_writable(out)
+    if overwrite:
+        for name in loc.listing(out):
+            if name.endswith(".tar") or name in (MANIFEST_FILE, PLAN_FILE):
+                loc.remove(loc.join(out, name))
+        loc.remove(loc.join(out, PARTS_DIR))
+    if not loc.is_url(out):
+        (loc.local(out) / PARTS_DIR).mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(loc.local(out))
+        remove_stale_tmp(loc.local(out) / PARTS_DIR)
     record = plan.record()
-    if plan_path.exists():
-        previous = json.loads(plan_path.read_text())
-        for key, what in (("config_hash", "configuration"), ("task", "task")):
-            if previous.get(key) != record[key]:
-                raise PlanMismatch(
-                    f"{out} holds a {previous.get('task')} build with another {what} "
-                    f"({previous.get(key)} != {record[key]}); use another --out, or --overwrite to replace it"
-                )
-        if previous.get("rehash", False) != record.get("rehash", False):
-            given = "with" if previous.get("rehash") else "without"
-            raise PlanMismatch(
-                f"the build in {out} was started {given} --rehash: rerun it the same way to resume it, "
-                "or --overwrite to rebuild"
-            )
-        if previous.get("inputs_hash") != record["inputs_hash"]:
-            raise PlanMismatch(
-                f"the inputs changed since the build in {out} started ({input_changes(out, plan)}); its shards "
-                "no longer match them: --overwrite rebuilds from the inputs as they are now, or restore them"
-            )
-    elif any(out.glob("*.tar")):
+    files = loc.listing(out)
+    if PLAN_FILE in files:
+        previous = json.loads(loc.read_bytes(loc.join(out, PLAN_FILE)))
+        check_same_plan(out, previous, record, plan)
+    elif any(name.endswith(".tar") for name in files):
         raise PlanMismatch(f"{out} already holds shards without a plan; use another --out or --overwrite")
-    write_json_atomic(plan_path, record)
+    loc.write_json(loc.join(out, PLAN_FILE), record)
     if plan.input_stats is not None:
         write_input_list(out, plan)
+
+
+def check_same_plan(out: str, previous: dict[str, Any], record: dict[str, Any], plan: BuildPlan) -> None:
+    """PlanMismatch, saying what differs and what to do, unless ``previous`` is the record of this plan."""
+    for key, what in (("config_hash", "configuration"), ("task", "task")):
+        if previous.get(key) != record[key]:
+            raise PlanMismatch(
+                f"{out} holds a {previous.get('task')} build with another {what} "
+                f"({previous.get(key)} != {record[key]}); use another --out, or --overwrite to replace it"
+            )
+    if previous.get("rehash", False) != record.get("rehash", False):
+        given = "with" if previous.get("rehash") else "without"
+        raise PlanMismatch(
+            f"the build in {out} was started {given} --rehash: rerun it the same way to resume it, "
+            "or --overwrite to rebuild"
+        )
+    if previous.get("inputs_hash") != record["inputs_hash"]:
+        raise PlanMismatch(
+            f"the inputs changed since the build in {out} started ({input_changes(out, plan)}); its shards "
+            "no longer match them: --overwrite rebuilds from the inputs as they are now, or restore them"
+        )
 
 
 INPUTS_FILE = "inputs.parquet"  # in PARTS_DIR: each input's path, size and mtime when the build started
 
 
-def write_input_list(out: Path, plan: BuildPlan) -> None:
+def write_input_list(out: str, plan: BuildPlan) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -165,11 +164,8 @@ def write_input_list(out: Path, plan: BuildPlan) -> None:
     columns = {"source": names, "size": list(sizes), "mtime_ns": list(mtimes)}
     if plan.input_digests is not None:
         columns["sha256"] = plan.input_digests
-    table = pa.table(columns)
-    target = out / PARTS_DIR / INPUTS_FILE
-    tmp = tmp_path(target)
-    pq.write_table(table, tmp)
-    finish(tmp, target)
+    with loc.staged(loc.join(out, PARTS_DIR, INPUTS_FILE)) as tmp:
+        pq.write_table(pa.table(columns), tmp)
 
 
 def input_name(unit: Any) -> str:
@@ -179,16 +175,16 @@ def input_name(unit: Any) -> str:
     return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def input_changes(out: Path, plan: BuildPlan) -> str:
+def input_changes(out: str, plan: BuildPlan) -> str:
     """What differs between the input list recorded when the build in ``out`` started and ``plan``'s."""
     import pyarrow.parquet as pq
 
     from pipelines.sources import describe_changes
 
-    recorded = out / PARTS_DIR / INPUTS_FILE
-    if plan.input_stats is None or not recorded.is_file():
+    recorded = loc.join(out, PARTS_DIR, INPUTS_FILE)
+    if plan.input_stats is None or not loc.is_file(recorded):
         return "the input list or its fingerprint differs; a build by an mtssl before 2026-12 fingerprinted names only"
-    rows = pq.read_table(recorded).to_pylist()
+    rows = pq.read_table(io.BytesIO(loc.read_bytes(recorded))).to_pylist()
     before = {r["source"]: (r["size"], r["mtime_ns"], r.get("sha256", "")) for r in rows}
     digests = plan.input_digests or [""] * len(plan.units)
     now = {input_name(u): (*s, d) for u, s, d in zip(plan.units, plan.input_stats, digests, strict=True)}

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import io
 from itertools import islice
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mtssl.contract import decode_sample
+from mtssl.contract import INDEX_FILE, decode_sample
+from mtssl.contract import locations as loc
 from pipelines.drawing import hstack, vstack
 from pipelines.inspect import iter_tar_samples, load_manifest
 from pipelines.recipes import RECIPES
 
 
-def spread_keys(shard_dir: Path, count: int) -> dict[str, int] | None:
+def spread_keys(shard_dir: str | Path, count: int) -> dict[str, int] | None:
     """``count`` sample keys (-> their shard) from as many different sources as there are: one per source
     first, then a second per source, and so on. None without an index."""
-    index = Path(shard_dir) / "index.parquet"
-    if not index.is_file():
+    index = loc.join(shard_dir, INDEX_FILE)
+    if not loc.is_file(index):
         return None
     import pyarrow.parquet as pq
 
     by_source: dict[str, list[tuple[str, int]]] = {}
-    for row in pq.read_table(index, columns=["key", "source", "shard"]).to_pylist():
+    table = pq.read_table(io.BytesIO(loc.read_bytes(index)), columns=["key", "source", "shard"])
+    for row in table.to_pylist():
         by_source.setdefault(row["source"], []).append((row["key"], row["shard"]))
     sources = sorted(by_source)
     picks: list[tuple[str, int]] = []
@@ -35,7 +38,7 @@ def spread_keys(shard_dir: Path, count: int) -> dict[str, int] | None:
     return dict(picks)
 
 
-def contact_sheet(shard_dir: Path, count: int = 6) -> np.ndarray:
+def contact_sheet(shard_dir: str | Path, count: int = 6) -> np.ndarray:
     """An RGB image of ``count`` samples of the set (from different sources where the set has them: a
     motion set's first samples are often frames of one or two videos), with a title line."""
     manifest = load_manifest(shard_dir)
@@ -46,7 +49,7 @@ def contact_sheet(shard_dir: Path, count: int = 6) -> np.ndarray:
     for number, entry in enumerate(manifest["shardlist"]):
         if shards is not None and number not in shards:
             continue
-        samples = iter_tar_samples(Path(shard_dir) / entry["url"])
+        samples = iter_tar_samples(loc.join(shard_dir, entry["url"]))
         for raw in samples if wanted is not None else islice(samples, count - len(found)):
             key = raw["__key__"].rsplit("/", 1)[-1]
             if wanted is None or key in wanted:
@@ -64,7 +67,7 @@ def contact_sheet(shard_dir: Path, count: int = 6) -> np.ndarray:
     return np.concatenate([title, sheet], axis=0)
 
 
-def write_contact_sheet(shard_dir: Path, out: Path, count: int = 6) -> Path:
+def write_contact_sheet(shard_dir: str | Path, out: Path, count: int = 6) -> Path:
     sheet = contact_sheet(shard_dir, count)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), np.ascontiguousarray(sheet[..., ::-1])):

@@ -10,11 +10,10 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mtssl.contract import HOST
-from pipelines.manifest import read_stats, write_manifest
+from pipelines.manifest import done_shards, write_manifest
 from pipelines.plan import BuildPlan
 from pipelines.progress import make_progress
 from pipelines.shardjob import build_shard
@@ -30,8 +29,8 @@ class RunReport:
 
 
 def pending_shards(plan: BuildPlan) -> list[int]:
-    out = Path(plan.out)
-    return [i for i in range(plan.num_shards) if read_stats(out, plan.task, i) is None]
+    done = done_shards(plan.out, plan.task, plan.num_shards)
+    return [i for i in range(plan.num_shards) if i not in done]
 
 
 def init_ray(workers: int, address: str | None) -> float:

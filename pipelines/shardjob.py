@@ -2,9 +2,10 @@
 
 For the inputs of shard ``i``: load each, run the task's recipe, write the samples in webdataset's
 layout, byte for byte what its ``TarWriter`` writes (``pipelines.tarwriter``; fixed mtime, so
-identical inputs give identical bytes) to a temporary name, rename it
-into place, then write the shard's index and reject parts and, last, its stats file, which marks the
-shard done. A kill at any point leaves either a finished shard or nothing that a rerun will trust.
+identical inputs give identical bytes) to a temporary name, rename it into place (or upload it, when
+the set is in a bucket: ``mtssl.contract.locations.staged``), then write the shard's index and reject
+parts and, last, its stats file, which marks the shard done. A kill at any point leaves either a
+finished shard or nothing that a rerun will trust.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtssl.contract import PARTS_DIR, finish, shard_name, stats_name, tmp_path, write_json_atomic
+from mtssl.contract import PARTS_DIR, shard_name, stats_name
+from mtssl.contract import locations as loc
 from pipelines.driver_watch import watch
 from pipelines.recipes import RECIPES
 from pipelines.recipes.base import RecipeOutput
@@ -55,23 +57,22 @@ class _HashingFile:
         self.stream.flush()
 
 
-def write_tar(path: Path, samples: list[tuple[str, RecipeOutput]]) -> tuple[int, str]:
+def write_tar(location: str, samples: list[tuple[str, RecipeOutput]]) -> tuple[int, str]:
     """Write samples (webdataset's layout and bytes, see ``pipelines.tarwriter``) to a temporary file,
-    move it into place; (size, md5)."""
-    tmp = tmp_path(path)
-    with open(tmp, "wb") as stream:
+    move or upload it into place; (size, md5)."""
+    with loc.staged(location) as tmp, open(tmp, "wb") as stream:
         hashing = _HashingFile(stream)
         with ShardWriter(hashing, mtime=TAR_MTIME) as writer:
             for key, output in samples:
                 writer.write(key, output.fields)
-    finish(tmp, path)
-    return path.stat().st_size, hashing.md5.hexdigest()
+        stream.flush()
+        filesize = stream.tell()
+    return filesize, hashing.md5.hexdigest()
 
 
-def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
-    tmp = tmp_path(path)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-    finish(tmp, path)
+def write_parquet(location: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+    with loc.staged(location) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
 
 
 def build_shard(
@@ -92,12 +93,12 @@ def build_shard(
     watch(driver)
     cv2.setNumThreads(1)  # one worker, one core: OpenCV's own threads would oversubscribe
     start = time.perf_counter()
-    out_dir, name = Path(out), shard_name(task, index)
+    name = shard_name(task, index)
     result = process_units(task, config, Path(root), index, units)
-    filesize, md5sum = write_tar(out_dir / name, result.samples)
-    parts = out_dir / PARTS_DIR
-    write_parquet(parts / f"{Path(name).stem}.index.parquet", result.index_rows, INDEX_SCHEMA)
-    write_parquet(parts / f"{Path(name).stem}.rejects.parquet", result.reject_rows, REJECT_SCHEMA)
+    filesize, md5sum = write_tar(loc.join(out, name), result.samples)
+    parts = loc.join(out, PARTS_DIR)
+    write_parquet(loc.join(parts, f"{Path(name).stem}.index.parquet"), result.index_rows, INDEX_SCHEMA)
+    write_parquet(loc.join(parts, f"{Path(name).stem}.rejects.parquet"), result.reject_rows, REJECT_SCHEMA)
     stats = {
         "shard": index,
         "url": name,
@@ -110,5 +111,5 @@ def build_shard(
         "counts": {k: np.asarray(v).astype(int).tolist() for k, v in sorted(result.counts.items())},
         "duration_s": round(time.perf_counter() - start, 3),
     }
-    write_json_atomic(parts / stats_name(task, index), stats)
+    loc.write_json(loc.join(parts, stats_name(task, index)), stats)
     return stats

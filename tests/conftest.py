@@ -50,3 +50,16 @@ def one_thread():
     with threadpool_limits(1):
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One local S3 server for the session (``tests/s3kit.py``), with the standard AWS variables pointing at
+    it; yields an s3fs filesystem on it."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
+    from .s3kit import environment, fresh_s3fs, moto_server
+
+    with moto_server() as variables, environment(variables):
+        yield fresh_s3fs()
+    fresh_s3fs()

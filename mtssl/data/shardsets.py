@@ -13,7 +13,7 @@ one :class:`ShardSetError` that says what to do, when it is:
   ``mtssl/tasks/<task>.py``: e.g. a patch size other than ``--patch-size``).
 
 A set may live in a local folder or at an fsspec URL (``s3://bucket/prefix/color``): see
-``mtssl.data.locations``. Nothing here imports torch or webdataset.
+``mtssl.contract.locations``. Nothing here imports torch or webdataset.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from mtssl.contract import (
     parse_manifest,
     tar_members_of,
 )
-from mtssl.data.locations import LocationError, is_dir, is_file, is_url, join, read_bytes, resolve, size, subfolders
+from mtssl.contract.locations import LocationError, is_dir, is_file, is_url, join, read_bytes, resolve, size, subfolders
 
 if TYPE_CHECKING:
     from mtssl.tasks.base import RunOptions, Task
@@ -43,7 +43,7 @@ class ShardSet:
     """A checked shard set: its folder, its manifest and the hash of the manifest's bytes."""
 
     task: str
-    root: str  # an absolute folder path or a URL (mtssl.data.locations)
+    root: str  # an absolute folder path or a URL (mtssl.contract.locations)
     manifest: dict[str, Any]
     manifest_hash: str
 

@@ -43,9 +43,9 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mtssl.contract import tar_members_of
+from mtssl.contract.locations import is_url, read_cached
 from mtssl.data.batching import EXTRA_FIELDS, BatchDecoder, BatchRing
 from mtssl.data.device_decode import RAW_SUFFIXES, Decoder, decode_on_device
-from mtssl.data.locations import is_url, read_bytes
 from mtssl.inputs import BATCH_KEYS
 from mtssl.tasks import TASKS
 
@@ -73,6 +73,7 @@ class TaskSpec:
     buffer: int = 500  # shuffle buffer, in samples (raw bytes of the selected fields)
     md5: tuple[str, ...] = ()  # the manifest's md5 of each url: checked as each shard is read (empty: no check)
     keep_jpeg: bool = False  # hand JPEG fields over as bytes, decoded on the device (mtssl.data.device_decode)
+    cache_dir: str | None = None  # local copies of shards read from a bucket (mtssl.contract.locations.read_cached)
 
 
 class ShardHealth:
@@ -131,14 +132,17 @@ def tar_members(path: str, wanted: set[str]) -> Iterator[tuple[str, str, bytes]]
         yield from tar_members_of(fh.read(), path, wanted)
 
 
-def _shard_members(url: str, wanted: set[str], md5: str | None) -> Iterator[tuple[str, str, bytes]]:
+def _shard_members(
+    url: str, wanted: set[str], md5: str | None, cache_dir: str | None = None
+) -> Iterator[tuple[str, str, bytes]]:
     """The members of a shard; with ``md5``, the shard's bytes are checked first (ValueError when they
     are not the ones the manifest recorded): a damaged payload never reaches the decoders. A shard is
     hashed on its first read in this process and again only when its size, time or inode change, so
     the check costs one md5 per shard per worker (about a tenth of the decode time of its samples),
-    not one per read."""
-    if is_url(url):  # an object in a bucket: read whole, retried with backoff (LocationError after)
-        data = read_bytes(url)
+    not one per read. An object in a bucket is read whole (retried with backoff, LocationError after), or
+    from its copy in ``cache_dir``."""
+    if is_url(url):
+        data = read_cached(url, cache_dir, md5 or "")
         identity: tuple | None = None  # an object has no inode to trust: its md5 is checked on every read
     else:
         with open(url, "rb") as fh:
@@ -165,6 +169,7 @@ def _local_tar_samples(
     md5: Mapping[str, str] | None = None,
     task: str = "",
     health: ShardHealth = HEALTH,
+    cache_dir: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """webdataset stage: shard URLs (local paths) -> samples ``{__key__, __url__, field: bytes}``.
 
@@ -176,7 +181,7 @@ def _local_tar_samples(
         sample: dict[str, Any] = {}
         url = shard["url"]
         try:
-            for key, field, data in _shard_members(url, wanted, (md5 or {}).get(url)):
+            for key, field, data in _shard_members(url, wanted, (md5 or {}).get(url), cache_dir):
                 if sample and sample["__key__"] != key:
                     yield sample
                     sample = {}
@@ -194,13 +199,18 @@ def _local_tar_samples(
 
 
 def tar_stage(
-    urls: Sequence[str], fields: Sequence[str], md5: Sequence[str] = (), task: str = "", health: ShardHealth = HEALTH
+    urls: Sequence[str],
+    fields: Sequence[str],
+    md5: Sequence[str] = (),
+    task: str = "",
+    health: ShardHealth = HEALTH,
+    cache_dir: str | None = None,
 ) -> Any:
     """The lean reader when every URL is a local file or an fsspec URL (checking each shard's md5 when
     given); webdataset's general one otherwise (``pipe:`` URLs and the like)."""
     if all(is_url(url) or os.path.isfile(url) for url in urls):
         expected = dict(zip(urls, md5, strict=True)) if md5 else None
-        return wds.pipelinefilter(_local_tar_samples)(fields, expected, task, health)
+        return wds.pipelinefilter(_local_tar_samples)(fields, expected, task, health, cache_dir)
     return wds.tarfile_to_samples(select_files=_selector(fields))
 
 
@@ -212,7 +222,7 @@ def task_pipeline(
     shard_seed, shuffle_seed, crop_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
     stages: list[Any] = [
         wds.ResampledShards(list(spec.urls), seed=shard_seed, worker_seed=lambda: 0, deterministic=True),
-        tar_stage(spec.urls, spec.fields, spec.md5, spec.task, health),
+        tar_stage(spec.urls, spec.fields, spec.md5, spec.task, health, spec.cache_dir),
         wds.shuffle(spec.buffer, initial=min(spec.buffer, 100), seed=shuffle_seed),
         BatchDecoder(
             spec.fields, spec.batch_size, spec.crop, np.random.default_rng(crop_seed), ring, keep_jpeg=spec.keep_jpeg
@@ -226,7 +236,7 @@ def fixed_batches(spec: TaskSpec, count: int) -> list[dict[str, torch.Tensor]]:
     validation batches at every evaluation of a run (fewer when the shards hold fewer samples)."""
     stages: list[Any] = [
         wds.SimpleShardList(list(spec.urls)),
-        tar_stage(spec.urls, spec.fields, spec.md5, spec.task),
+        tar_stage(spec.urls, spec.fields, spec.md5, spec.task, cache_dir=spec.cache_dir),
         BatchDecoder(spec.fields, spec.batch_size, spec.crop, rng=None),
     ]
     return list(itertools.islice(wds.DataPipeline(*stages), count))

@@ -66,6 +66,9 @@ def main(
     shuffle_buffer: Annotated[int, _opt("Shuffle buffer per task and worker, in samples.", DATA, min=1)] = (
         D.shuffle_buffer
     ),
+    cache_dir: Annotated[
+        str | None, _opt("Keep a local copy of each shard read from a bucket here, for later epochs.", DATA)
+    ] = D.cache_dir,
     jpeg_decode: Annotated[
         str, _opt("Where JPEGs are decoded: cpu (loader workers) or device (nvJPEG on CUDA).", DATA)
     ] = D.jpeg_decode,

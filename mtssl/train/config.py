@@ -62,6 +62,7 @@ class TrainConfig:
     motion_crop: int | None = None  # square crop side of motion frames; None: the frames' shorter side
     workers: int = 4  # DataLoader workers per rank (all tasks)
     shuffle_buffer: int = 500  # samples per task per worker
+    cache_dir: str | None = None  # keep a local copy of every shard read from a bucket here (later epochs read it)
     jpeg_decode: str = "cpu"  # "device": loader workers hand over JPEG bytes, nvJPEG decodes them (CUDA)
     verify: bool = False  # md5 of every shard before training
     check_shards: bool = True  # md5 of every shard as the loader reads it: damaged ones are skipped, counted

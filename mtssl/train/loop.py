@@ -231,7 +231,9 @@ def task_spec(
     md5 = sset.md5_by_url() if cfg.check_shards else {}
     checksums = tuple(md5[url] for url in urls) if md5 else ()
     fields = fields_for(net.keys(sset.task))
-    return TaskSpec(sset.task, tuple(urls), fields, run.batch_size, crop, cfg.shuffle_buffer, checksums, keep_jpeg)
+    return TaskSpec(
+        sset.task, tuple(urls), fields, run.batch_size, crop, cfg.shuffle_buffer, checksums, keep_jpeg, cfg.cache_dir
+    )
 
 
 def validation_batches(

@@ -3,12 +3,7 @@ talked to by s3fs over HTTP: no patching of the client)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
+import dataclasses
 from itertools import islice
 from pathlib import Path
 
@@ -26,47 +21,6 @@ pytestmark = pytest.mark.slow  # starts a local S3 server
 
 KEYS = {name: task.keys("harmonized") for name, task in TASKS.items()}  # batch keys each task reads
 BUCKET = "mtssl-test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """moto's S3 server on a free localhost port, with the standard AWS variables pointing at it."""
-    port = free_port()
-    server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-    proc = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}  # fmt: skip
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("the local S3 server did not start")
-                time.sleep(0.2)
-        s3fs.S3FileSystem.clear_instance_cache()
-        yield s3fs.S3FileSystem()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +87,18 @@ def test_an_unreadable_object_is_skipped_and_counted(s3_server, bucket_shards):
 def test_a_missing_prefix_or_bucket_is_one_clear_error(s3_server, url, message):
     with pytest.raises(ShardSetError, match=message):
         open_sets(url, TASKS)
+
+
+def test_a_cache_folder_keeps_each_object_read_and_later_reads_use_it(s3_server, bucket_shards, tmp_path):
+    s3_server.copy(f"{BUCKET}/shards/relpos", f"{BUCKET}/cache-test/relpos", recursive=True)  # its own, to delete
+    sets = open_sets(f"s3://{BUCKET}/cache-test", TASKS, ["relpos"])
+    cache = tmp_path / "cache"
+    spec = dataclasses.replace(specs_of(sets)[0], cache_dir=str(cache))
+    first = [batches_of(b) for b in islice(iter(StepStream([spec], 0, 0, 0, 10)), 3)]
+    copies = sorted(p.name for p in cache.iterdir())
+    md5 = sets["relpos"].md5_by_url()
+    assert copies and all(name.split("-", 1)[0] in md5.values() for name in copies)  # named by the manifest's md5
+    for url in sets["relpos"].urls:  # the bucket loses its objects: the cached copies still serve them
+        s3_server.rm(url[len("s3://") :])
+    again = [batches_of(b) for b in islice(iter(StepStream([spec], 0, 0, 0, 10)), 3)]
+    assert all((a["relpos"][k] == b["relpos"][k]).all() for a, b in zip(first, again, strict=True) for k in a["relpos"])
