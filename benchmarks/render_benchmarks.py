@@ -9,6 +9,7 @@ blocks is left alone; a figure inside one is never edited by hand.
     .venv/bin/python benchmarks/bench_build_rate.py --variants imagenet --json docs/benchmarks/build_rate.json
     .venv/bin/python benchmarks/bench_cores_per_gpu.py --loader docs/benchmarks/loader.json \\
         --json docs/benchmarks/cores_per_gpu.json
+    .venv/bin/python benchmarks/bench_bucket.py --json docs/benchmarks/bucket.json
     .venv/bin/python benchmarks/render_benchmarks.py            # --check: fail if the page is stale
 """
 
@@ -105,8 +106,22 @@ def cores_block(record: dict) -> list[str]:
     return head + table(["task", "GFLOP/sample", "GPU samples/s", *(f"cores ({m})" for m in modes)], rows)
 
 
+def pair(r: dict) -> list[str]:
+    return [f"{r['disk_per_s']:.0f}", f"{r['bucket_per_s']:.0f}", f"**{r['bucket_over_disk']:.2f}**"]
+
+
+def bucket_block(record: dict) -> list[str]:
+    rows = []
+    for task, r in record["loader"].items():
+        build = record["build"].get(task)
+        rows.append([task, *pair(r), *(pair(build) if build else ["", "", ""])])
+    headers = ["task", "loader, disk (samples/s)", "loader, bucket", "bucket / disk"]
+    return table([*headers, "build, disk (inputs/s)", "build, bucket", "bucket / disk"], rows)
+
+
 BLOCKS: dict[str, Callable[[dict], list[str]]] = {"loader": loader_block, "build_rate": build_block}
 BLOCKS["cores_per_gpu"] = cores_block
+BLOCKS["bucket"] = bucket_block
 
 
 def render(page: str, folder: Path) -> str:

@@ -17,7 +17,8 @@ Lab convention (OpenCV's 8-bit conversion of sRGB, D65): ``L8 = round(L * 255 / 
 ``a`` and ``b`` stored as int8 real values (OpenCV's uint8 value minus 128).
 
 The contract is this package, imported as one module (``from mtssl.contract import ...``): ``names``,
-``encoding``, ``manifest``, ``tar`` and ``atomic`` hold its parts.
+``encoding``, ``manifest``, ``tar``, ``atomic`` and ``locations`` (folders and bucket URLs, imported as
+``from mtssl.contract import locations``) hold its parts.
 """
 
 from __future__ import annotations
