@@ -14,6 +14,7 @@ from rich.table import Table
 from mtssl.contract.locations import LocationError
 from pipelines.build_options import build_command
 from pipelines.cli_style import HelpCommand, HelpGroup
+from pipelines.errors import InputVanished
 from pipelines.motion.config import PRESETS, QUALITY, MaskConfig, quality_config
 from pipelines.progress import console, make_progress
 from pipelines.recipes import RECIPES
@@ -86,6 +87,11 @@ def root_cause(exc: OSError) -> OSError:
 def os_error_line(exc: OSError, out: str | Path) -> str:
     """One line for a failed write: what, where, what to do (the shards already done stay done)."""
     cause = root_cause(exc)
+    if isinstance(cause, InputVanished):
+        return (
+            f"{cause.filename}: {cause.strerror}. Restore it and rerun the same command, or rerun with --overwrite "
+            "to build from the inputs as they are now; finished shards are kept"
+        )
     if isinstance(cause, LocationError):  # a bucket: the message says which and why
         return f"{cause}; finished shards are kept: rerun the same command once it is fixed"
     what = cause.strerror or str(cause).splitlines()[0][:200]
@@ -109,10 +115,13 @@ def _report(task: str, out: str | Path, run: Callable[..., Any], replace_own: bo
                 raise
             console.print(f"{out}: replacing the demo's earlier build ({' '.join(str(exc).split())[:160]}...)")
             report = run(overwrite=True)
-    except (PlanMismatch, ValueError, FileNotFoundError) as exc:
+    except (PlanMismatch, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    except OSError as exc:  # full disk, permissions, a read-only folder (Ray's task errors are OSErrors too)
+    except OSError as exc:  # full disk, permissions, a read-only folder, a vanished input (Ray's task errors too)
+        if isinstance(exc, FileNotFoundError) and not isinstance(root_cause(exc), InputVanished):
+            console.print(f"[red]error:[/red] {exc}")  # a source folder that is not there
+            raise typer.Exit(2) from exc
         console.print(f"[red]error:[/red] {os_error_line(exc, out)}")
         raise typer.Exit(1) from None
     totals = report.manifest["totals"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipelines.errors import Reject
+from pipelines.errors import Reject, check_still_there
 
 # We check dimensions ourselves (max_pixels), before decoding; Pillow's own guard would only warn.
 Image.MAX_IMAGE_PIXELS = None
@@ -40,6 +40,7 @@ def read_bytes(path: Path) -> bytes:
         if exc.errno == errno.ELOOP:
             raise Reject("unreadable", "symlink loop") from exc
         if exc.errno == errno.ENOENT:
+            check_still_there(path)
             raise Reject("unreadable", "missing file or broken symlink") from exc
         if exc.errno == errno.EISDIR:
             raise Reject("unreadable", "is a directory") from exc

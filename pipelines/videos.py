@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipelines.errors import Reject
+from pipelines.errors import Reject, check_still_there
 from pipelines.imageio import load_rgb
 from pipelines.resize import resize_short_side
 from pipelines.sources import name_problem, walk_files
@@ -100,6 +100,7 @@ def _open(path: Path):
     import av
 
     if not path.exists():
+        check_still_there(path)
         raise Reject("unreadable", "missing file or broken symlink")
     if path.stat().st_size == 0:
         raise Reject("empty file")

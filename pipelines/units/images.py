@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mtssl.contract import encode_json, sample_key
-from pipelines.errors import Reject
+from pipelines.errors import InputVanished, Reject
 from pipelines.imageio import DEFAULT_MAX_PIXELS, load_rgb
 from pipelines.plan import chunk_bounds, order_sources
 from pipelines.recipes.base import Recipe, RecipeOutput, parsed_config
@@ -71,6 +71,8 @@ def process(recipe: Recipe, config: dict[str, Any], root: Path, shard: int, unit
         except Reject as exc:
             result.reject(source, shard, exc.reason, exc.detail)
             continue
+        except InputVanished:
+            raise  # the build stops: the set would lack an input its fingerprint claims
         except Exception as exc:  # a recipe bug must not stop the build: record it with its trace
             result.reject(source, shard, "internal error", internal_error(exc))
             continue

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mtssl.contract import encode_json, sample_key
-from pipelines.errors import Filtered, Reject
+from pipelines.errors import Filtered, InputVanished, Reject
 from pipelines.plan import order_sources, pack_bounds
 from pipelines.recipes.base import Recipe, parsed_config
 from pipelines.shard_result import ShardResult, internal_error, label_of
@@ -167,6 +167,8 @@ def process(recipe: Recipe, config: dict[str, Any], root: Path, shard: int, unit
         except Reject as exc:
             source = display_name(video.relpath)
             result.reject(source, shard, exc.reason, exc.detail, frame=unit["start"] if unit["start"] else -1)
+        except InputVanished:
+            raise  # the build stops: the set would lack an input its fingerprint claims
         except Exception as exc:  # a bug must not stop the build: record it with its trace
             result.reject(
                 display_name(video.relpath), shard, "internal error", internal_error(exc), frame=unit["start"]

@@ -233,3 +233,51 @@ def test_rehash_catches_an_edit_that_keeps_size_and_time(sample_images, tmp_path
         build(images, hashed, rehash=True)
     with pytest.raises(PlanMismatch, match="started with --rehash"):
         build(images, hashed)
+
+
+@pytest.mark.parametrize("task,source", [("color", "images"), ("motion", "videos")])
+def test_an_input_that_vanishes_mid_build_stops_it_in_one_line_and_the_rerun_completes(
+    task, source, sample_images, tmp_path, monkeypatch
+):
+    """A file listed when the build started and gone when its shard reads it: not a silent reject (the set
+    would lack an input its fingerprint claims) but one line naming it, exit 1, the finished shards kept; once
+    the file is back (moved back: same size and time) the same command completes, as an uninterrupted build."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    import pipelines.build
+    from pipelines.cli import app
+    from pipelines.motion.synthetic import write_synthetic_videos
+
+    if source == "images":
+        root = tmp_path / "images"
+        shutil.copytree(sample_images, root)
+    else:
+        write_synthetic_videos(tmp_path / "sample")
+        root = tmp_path / "sample" / "videos"
+    inputs = sorted(p for p in root.rglob("*") if p.is_file())
+    victim, aside = inputs[len(inputs) // 2], tmp_path / "aside"
+    real_prepare = pipelines.build.prepare_out_dir
+
+    def prepare_then_lose_one(plan, overwrite):  # the input goes after the listing, before its shard reads it
+        real_prepare(plan, overwrite)
+        victim.rename(aside)
+
+    monkeypatch.setattr(pipelines.build, "prepare_out_dir", prepare_then_lose_one)
+    args = ["build", task, f"--{source}", str(root), "--workers", "0", "--samples-per-shard", "2"]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert message.count("error:") == 1 and "vanished during the build" in message
+    assert str(victim) in "".join(result.output.split())  # rich may wrap the path
+    assert "Restore it and rerun the same command" in message
+    assert not (out / MANIFEST_FILE).exists()
+    monkeypatch.setattr(pipelines.build, "prepare_out_dir", real_prepare)
+    aside.rename(victim)
+    rerun = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert rerun.exit_code == 0 and "already done" in rerun.output, rerun.output
+    clean = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "clean")])
+    assert clean.exit_code == 0
+    assert (out / MANIFEST_FILE).read_bytes() == (tmp_path / "clean" / MANIFEST_FILE).read_bytes()
