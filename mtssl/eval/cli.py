@@ -34,6 +34,13 @@ def probe(
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: ~/.cache/mtssl/features).")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cuda or cpu.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per feature-extraction batch.", min=1)] = 64,
+    norms: Annotated[
+        str,
+        typer.Option(
+            help="The trained trunk's BN statistics: own (as trained) or data (re-estimated on the train split, "
+            "as the random-init baselines' always are)."
+        ),
+    ] = "own",
 ) -> None:
     """Linear and k-NN probes per feature source, beside the same protocol on random-init trunks."""
     from mtssl.eval.probe import ProbeError, ProbeOptions, run_probe
@@ -43,7 +50,7 @@ def probe(
         options = ProbeOptions(
             run=run, trunk=trunk, train=train, val=val, images=images, split=split, seed=seed, size=size,
             random_seeds=random_seeds, knn_k=knn_k, feature_dims=feature_dims, eval_l1=eval_l1, json_out=json_out,
-            cache_dir=cache_dir, device=device, batch_size=batch_size,
+            cache_dir=cache_dir, device=device, batch_size=batch_size, norms=norms,
         )  # fmt: skip
         run_probe(options)
     except (ProbeError, ConfigError, FileNotFoundError) as exc:

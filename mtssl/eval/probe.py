@@ -60,7 +60,16 @@ class ProbeOptions:
     cache_dir: Path | None = None
     device: str = "auto"
     batch_size: int = 64
+    norms: str = "own"  # the trained trunk's BN statistics: "own" (as trained) or "data" (see NORMS)
     quiet: bool = False
+
+
+NORMS = {
+    "own": "the trained trunk keeps the BN statistics it was trained with (the frozen trunk as it is)",
+    "data": "the trained trunk's BN statistics are re-estimated on the probe's train split, as its random-init "
+    "baselines' always are: the same treatment on both sides, so a shift of domain between pretraining "
+    "and probe data is not counted against the pretrained trunk",
+}
 
 
 @dataclass
@@ -85,8 +94,13 @@ def run_probe(options: ProbeOptions) -> dict[str, Any]:
     cache = options.cache_dir or default_cache_dir()
     started = time.perf_counter()
 
+    if options.norms not in NORMS:
+        raise ProbeError(f"--norms must be one of {', '.join(NORMS)}, not {options.norms!r}")
+    own = options.norms == "own"
     key = cache_key("trunk", file_hash(trunk_path), data.hash, options.size, options.feature_dims)
-    trained, hit = cached(cache, key, lambda: features_of(loaded, data, options, recalibrate=False))
+    if not own:  # the batch size too: the norms are recalibrated with batch statistics
+        key = cache_key(key, "norms=data", options.batch_size)
+    trained, hit = cached(cache, key, lambda: features_of(loaded, data, options, recalibrate=not own))
     extract_s = time.perf_counter() - started
     scores = probe_sources(trained, data, options)
     alpha = scores.pop("_alpha", None)
@@ -233,6 +247,7 @@ def summarise(
         "size": options.size,
         "knn_k": options.knn_k,
         "random_seeds": options.random_seeds,
+        "norms": options.norms,
         "skipped": data.skipped,
         "sources": sources,
         "best": best_of(sources),

@@ -426,3 +426,24 @@ def test_an_eval_lasso_row_pruned_to_zero_still_scores():
     assert (out["_alpha"] == 0).all()
     assert set(out) == {"block1", EVAL_ROW, "_alpha"}
     assert 0.0 <= out[EVAL_ROW]["linear"].top1 <= 1.0
+
+
+def test_norms_data_gives_the_trained_trunk_the_baselines_treatment(env, tmp_path):
+    """--norms data: the trained trunk's BN statistics are re-estimated on the train split as the random
+    trunks' are; its features are those of the recalibrated trunk, and differ from its own statistics'."""
+    from mtssl.eval.probe import features_of
+
+    options = options_of(env, cache_dir=tmp_path / "cache", norms="data")
+    result = run_probe(options)
+    assert result["norms"] == "data"
+    data = load_split(options)
+    recalibrated = features_of(load_trunk(env.trunk), data, options, recalibrate=True)
+    own = features_of(load_trunk(env.trunk), data, options, recalibrate=False)
+    expected = probe_sources(recalibrated, data, options)
+    assert {n: round(e["linear"].top1, 4) for n, e in expected.items() if n != "_alpha"} == {
+        n: r["linear"] for n, r in result["sources"].items()
+    }
+    sources = own["val"].sources
+    assert any(not np.allclose(recalibrated["val"].sources[n], sources[n]) for n in sources)
+    with pytest.raises(ValueError, match="--norms must be one of"):
+        run_probe(replace(options, norms="mine"))
