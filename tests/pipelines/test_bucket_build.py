@@ -132,9 +132,14 @@ def test_a_killed_build_resumed_against_the_bucket_gives_the_objects_of_an_unint
 
 
 @pytest.mark.ray
-def test_two_ray_workers_build_into_the_bucket(ray_session, s3_server, sample_images, on_disk):
+def test_two_ray_workers_build_into_the_bucket(s3_server, sample_images, on_disk):
+    """The CLI starts its own local Ray (its workers inherit the bucket's variables, as a cluster's nodes get
+    them from their own environment) and its two workers upload the shards."""
     url = f"s3://{BUCKET}/ray/relpos"
-    run_build(sample_images, url, workers=2)
+    args = ["build", "relpos", "--images", str(sample_images), "--out", url, "--workers", "2"]
+    args += ["--samples-per-shard", "8"]
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
     assert digests_in_bucket(s3_server, url) == digests_on_disk(on_disk)
 
 
