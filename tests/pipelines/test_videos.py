@@ -82,10 +82,12 @@ def test_variable_frame_rate_gets_monotonic_unique_indices(tmp_path, frames):
     assert [round(f.time * 1000) for f in decoded] == [0, 40, 80, 200, 240, 400, 440, 480]
 
 
-@pytest.mark.parametrize("kind", ["empty", "truncated", "garbage", "audio", "missing"])
+@pytest.mark.parametrize("kind", ["empty", "truncated", "garbage", "audio", "dangling"])
 def test_broken_videos_are_rejected_with_a_reason(tmp_path, tree, kind):
     path = tmp_path / f"{kind}.mp4"
-    if kind == "empty":
+    if kind == "dangling":
+        path.symlink_to(tmp_path / "nowhere.mp4")
+    elif kind == "empty":
         path.write_bytes(b"")
     elif kind == "truncated":
         data = (tree / "clip.mp4").read_bytes()
@@ -101,6 +103,14 @@ def test_broken_videos_are_rejected_with_a_reason(tmp_path, tree, kind):
     assert info.value.reason in {"empty file", "corrupt video", "no video stream", "unreadable"}
     if kind == "audio":
         assert info.value.reason == "no video stream" and "audio" in info.value.detail
+
+
+def test_a_video_with_nothing_at_its_path_vanished_and_is_not_a_reject(tmp_path):
+    """Listed, then gone (deleted, moved): the build must stop, not reject it (tests/faults has the build)."""
+    from pipelines.errors import InputVanished
+
+    with pytest.raises(InputVanished, match="vanished during the build"):
+        probe(tmp_path, VideoSource("gone.mp4", "file"))
 
 
 def test_upright_rotates_counter_clockwise():
