@@ -20,11 +20,11 @@ def load_manifest(shard_dir: str | Path) -> Manifest:
     path = loc.join(shard_dir, MANIFEST_FILE)
     try:
         data = loc.read_bytes(path)
-    except (FileNotFoundError, loc.LocationError) as exc:
-        if isinstance(exc, FileNotFoundError) or "does not exist" in str(exc):
-            raise ShardSetError(
-                f"{shard_dir} has no {MANIFEST_FILE}: not a finished shard set (build it, or resume it)"
-            ) from None
+    except FileNotFoundError:  # a local file, or an object (locations.LocationMissing)
+        raise ShardSetError(
+            f"{shard_dir} has no {MANIFEST_FILE}: not a finished shard set (build it, or resume it)"
+        ) from None
+    except loc.LocationError as exc:
         raise ShardSetError(str(exc)) from None
     manifest = parse_manifest(data, path, f"mtssl-data build {{task}} ... --out {shard_dir} --overwrite")
     if manifest["task"] not in RECIPES:
@@ -54,10 +54,10 @@ def verify_shard(shard_dir: str | Path, task: str, entry: dict[str, Any]) -> tup
     path = loc.join(shard_dir, entry["url"])
     try:
         data = loc.read_bytes(path)
-    except FileNotFoundError:
+    except FileNotFoundError:  # a local file, or an object (locations.LocationMissing)
         return 0, [f"{entry['url']}: missing"]
     except loc.LocationError as exc:
-        return 0, [f"{entry['url']}: {'missing' if 'does not exist' in str(exc) else exc}"]
+        return 0, [f"{entry['url']}: {exc}"]
     problems = []
     if len(data) != entry["filesize"]:
         problems.append(f"{entry['url']}: size {len(data)} != manifest {entry['filesize']}")

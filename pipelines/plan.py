@@ -106,13 +106,12 @@ def order_sources(relpaths: list[str], seed: int, limit: int | None) -> list[str
 
 
 def prepare_out_dir(plan: BuildPlan, overwrite: bool) -> None:
-    """Create the output folder (or check that the bucket takes writes), or check that what it holds is
-    an earlier run of this same plan. ``plan.out`` is a folder or a URL (``mtssl.contract.locations``)."""
+    """Create the output folder, or check that what it holds is an earlier run of this same plan.
+    ``plan.out`` is a folder or a URL (``mtssl.contract.locations``; ``build`` checks it takes writes)."""
     out = plan.out
-    loc.check_writable(out)
     if overwrite:
         for name in loc.listing(out):
-            if name.endswith(".tar") or name in (MANIFEST_FILE, PLAN_FILE):
+            if (name.startswith(f"{plan.task}-") and name.endswith(".tar")) or name in (MANIFEST_FILE, PLAN_FILE):
                 loc.remove(loc.join(out, name))
         loc.remove(loc.join(out, PARTS_DIR))
     if not loc.is_url(out):

@@ -68,5 +68,10 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     finish(tmp, path)
 
 
+def json_record(obj: Any) -> bytes:
+    """``obj`` as the house writes JSON records: indented, keys sorted, a final newline."""
+    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+    write_bytes_atomic(path, json_record(obj))

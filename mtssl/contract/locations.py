@@ -16,7 +16,6 @@ URLs and plain paths are local. Nothing here imports torch.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mtssl.contract.atomic import finish, remove_stale_tmp, tmp_path, write_bytes_atomic
+from mtssl.contract.atomic import finish, json_record, remove_stale_tmp, tmp_path, write_bytes_atomic
 
 T = TypeVar("T")
 
@@ -36,6 +35,10 @@ BACKOFF_S = 0.5  # first wait between attempts; doubled each time
 
 class LocationError(OSError):
     """A location cannot be read: missing bucket or object, refused credentials, unreachable store."""
+
+
+class LocationMissing(LocationError, FileNotFoundError):
+    """No such bucket, prefix or object: caught by ``except FileNotFoundError`` as a missing local file is."""
 
 
 def is_url(location: str | Path) -> bool:
@@ -71,7 +74,7 @@ def _fs(url: str):
 
 def _explain(url: str, exc: Exception) -> LocationError:
     if isinstance(exc, FileNotFoundError):
-        return LocationError(f"{url} does not exist (check the bucket and prefix)")
+        return LocationMissing(f"{url} does not exist (check the bucket and prefix)")
     if isinstance(exc, PermissionError):
         return LocationError(f"{url}: access denied (check the credentials, e.g. AWS_ACCESS_KEY_ID / AWS_PROFILE)")
     return LocationError(f"cannot read {url}: {type(exc).__name__}: {str(exc)[:200]}")
@@ -104,21 +107,17 @@ def read_bytes(location: str | Path, retries: int = RETRIES) -> bytes:
     return _retried(str(location), lambda fs, path: fs.cat_file(path), retries)
 
 
-def read_cached(location: str | Path, cache_dir: str | Path | None, tag: str = "") -> bytes:
-    """``read_bytes``, keeping a copy of a remote object in ``cache_dir`` for later reads (webdataset's
-    ``cache_dir``). The copy's name holds ``tag`` (the manifest's md5 of the object), so a replaced
-    object is fetched anew; copies are written atomically, so readers in several processes can share one
-    folder."""
-    if cache_dir is None or not is_url(location):
-        return read_bytes(location)
+def cached_copy(location: str | Path, cache_dir: str | Path, tag: str = "") -> Path:
+    """The local copy of a remote object in ``cache_dir`` (webdataset's ``cache_dir``), fetched on first
+    use. The copy's name holds ``tag`` (the manifest's md5 of the object), so a replaced object is fetched
+    anew; copies are written atomically, so readers in several processes can share one folder."""
     name = str(location).rstrip("/").rsplit("/", 1)[-1]
     cached = Path(cache_dir) / f"{tag or hashlib.sha1(str(location).encode()).hexdigest()[:16]}-{name}"
-    if cached.is_file():
-        return cached.read_bytes()
-    data = read_bytes(location)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(cached, data)
-    return data
+    if not cached.is_file():
+        data = read_bytes(location)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(cached, data)
+    return cached
 
 
 def size(location: str | Path) -> int | None:
@@ -194,8 +193,8 @@ def write_bytes(location: str | Path, data: bytes) -> None:
 
 
 def write_json(location: str | Path, obj: Any) -> None:
-    """``obj`` as the house writes JSON records (indented, sorted keys), whole (see ``write_bytes``)."""
-    write_bytes(location, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+    """``obj`` as the house writes JSON records (``atomic.json_record``), whole (see ``write_bytes``)."""
+    write_bytes(location, json_record(obj))
 
 
 STAGING = Path(tempfile.gettempdir()) / "mtssl-staging"  # local files on their way to a bucket

@@ -43,7 +43,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mtssl.contract import tar_members_of
-from mtssl.contract.locations import is_url, read_cached
+from mtssl.contract.locations import cached_copy, is_url, read_bytes
 from mtssl.data.batching import EXTRA_FIELDS, BatchDecoder, BatchRing
 from mtssl.data.device_decode import RAW_SUFFIXES, Decoder, decode_on_device
 from mtssl.inputs import BATCH_KEYS
@@ -73,7 +73,7 @@ class TaskSpec:
     buffer: int = 500  # shuffle buffer, in samples (raw bytes of the selected fields)
     md5: tuple[str, ...] = ()  # the manifest's md5 of each url: checked as each shard is read (empty: no check)
     keep_jpeg: bool = False  # hand JPEG fields over as bytes, decoded on the device (mtssl.data.device_decode)
-    cache_dir: str | None = None  # local copies of shards read from a bucket (mtssl.contract.locations.read_cached)
+    cache_dir: str | None = None  # local copies of shards read from a bucket (mtssl.contract.locations.cached_copy)
 
 
 class ShardHealth:
@@ -139,16 +139,18 @@ def _shard_members(
     are not the ones the manifest recorded): a damaged payload never reaches the decoders. A shard is
     hashed on its first read in this process and again only when its size, time or inode change, so
     the check costs one md5 per shard per worker (about a tenth of the decode time of its samples),
-    not one per read. An object in a bucket is read whole (retried with backoff, LocationError after), or
-    from its copy in ``cache_dir``."""
-    if is_url(url):
-        data = read_cached(url, cache_dir, md5 or "")
-        identity: tuple | None = None  # an object has no inode to trust: its md5 is checked on every read
+    not one per read. An object in a bucket is read whole (retried with backoff, LocationError after)
+    and hashed on every read, having no inode to trust; with ``cache_dir`` it is read from its local copy
+    instead, which is trusted as any local shard is."""
+    path = str(cached_copy(url, cache_dir, md5 or "")) if is_url(url) and cache_dir is not None else url
+    if is_url(path):
+        data = read_bytes(path)
+        identity: tuple | None = None
     else:
-        with open(url, "rb") as fh:
+        with open(path, "rb") as fh:
             data = fh.read()
             stat = os.fstat(fh.fileno())
-        identity = (url, stat.st_ino, stat.st_size, stat.st_mtime_ns, md5)
+        identity = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns, md5)
     if md5 is None:
         yield from tar_members_of(data, url, wanted)
         return
