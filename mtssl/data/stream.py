@@ -35,6 +35,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -156,6 +157,8 @@ def _shard_members(
         return
     if identity is None or identity not in _VERIFIED:
         if hashlib.md5(data).hexdigest() != md5:
+            if path != url:  # a damaged cached copy: removed, so the next read fetches the object again
+                Path(path).unlink(missing_ok=True)
             raise ValueError(f"{url}: md5 differs from the manifest's (damaged or replaced shard)")
         if identity is not None:
             _VERIFIED.add(identity)

@@ -102,3 +102,19 @@ def test_a_cache_folder_keeps_each_object_read_and_later_reads_use_it(s3_server,
         s3_server.rm(url[len("s3://") :])
     again = [batches_of(b) for b in islice(iter(StepStream([spec], 0, 0, 0, 10)), 3)]
     assert all((a["relpos"][k] == b["relpos"][k]).all() for a, b in zip(first, again, strict=True) for k in a["relpos"])
+
+
+def test_a_damaged_cached_copy_is_skipped_counted_and_fetched_again(s3_server, bucket_shards, tmp_path):
+    s3_server.copy(f"{BUCKET}/shards/relpos", f"{BUCKET}/cache-damage/relpos", recursive=True)
+    sets = open_sets(f"s3://{BUCKET}/cache-damage", TASKS, ["relpos"])
+    cache = tmp_path / "cache"
+    spec = dataclasses.replace(specs_of(sets)[0], cache_dir=str(cache))
+    list(islice(iter(StepStream([spec], 0, 0, 0, 10)), 2))  # fills the cache
+    copy = sorted(cache.iterdir())[0]
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="md5 differs"):
+        bundles = list(islice(iter(StepStream([spec], 0, 0, 0, 10)), 12))
+    assert bundles[-1]["__health__"]["bad"].get("relpos", 0) >= 1  # skipped and counted, never trained on
+    assert copy.read_bytes() == s3_server.cat_file(f"{BUCKET}/cache-damage/relpos/{copy.name.split('-', 1)[1]}")
