@@ -6,6 +6,9 @@ Runs, each with ``--preset cpu`` (and ``--steps`` when given), for every seed:
 - ``all-lasso``: all four tasks, lasso on (the default);
 - ``all-naive``: all four, lasso off (every head reads the last block-3 unit);
 - ``all-native``: all four, native inputs (no harmonization: RGB where the task's paper used it);
+- ``rotation`` alone and ``all-five`` (the four with rotation, lasso on), where the shards hold a rotation
+  set (``mtssl-data build rotation``); the paper's rows always name their four tasks, so adding the set
+  changes none of them;
 
 then probes every trunk (``mtssl-eval probe``, beside random-init trunks) on each labelled folder given,
 writes the report with the comparison bar chart, and prints a Markdown table of the best probe accuracy
@@ -25,15 +28,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+PAPER_TASKS = ["--tasks", "relpos,color,exemplar,motion"]
 GRID: dict[str, list[str]] = {
     "relpos": ["--tasks", "relpos"],
     "color": ["--tasks", "color"],
     "exemplar": ["--tasks", "exemplar"],
     "motion": ["--tasks", "motion"],
-    "all-lasso": [],
-    "all-naive": ["--no-lasso"],
-    "all-native": ["--input-mode", "native"],
+    "all-lasso": PAPER_TASKS,
+    "all-naive": [*PAPER_TASKS, "--no-lasso"],
+    "all-native": [*PAPER_TASKS, "--input-mode", "native"],
+    "rotation": ["--tasks", "rotation"],
+    "all-five": ["--tasks", "relpos,color,exemplar,motion,rotation"],
 }
+NEEDS_ROTATION = ("rotation", "all-five")
 
 
 def bin_of(name: str) -> str:
@@ -80,8 +87,11 @@ def main() -> None:
     parser.add_argument("--probe", action="append", required=True, help="NAME=FOLDER of a labelled folder")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=None, help="override the preset's 1800 steps")
-    parser.add_argument("--only", nargs="+", default=list(GRID), help="a subset of the grid")
+    parser.add_argument("--only", nargs="+", choices=list(GRID), default=None, help="a subset of the grid")
     args = parser.parse_args()
+    if args.only is None:
+        has_rotation = (args.shards / "rotation" / "manifest.json").is_file()
+        args.only = [name for name in GRID if has_rotation or name not in NEEDS_ROTATION]
     probes = dict(item.split("=", 1) for item in args.probe)
     results: dict[str, dict[str, list[dict]]] = {}
     runs = []
