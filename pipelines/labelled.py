@@ -290,8 +290,6 @@ def photo_items(seed: int = 0, per_split: int = PHOTOS_PER_SPLIT) -> list[Item]:
 
 
 def _readme(items: list[Item], seed: int) -> str:
-    per_digit = sum(item.set == "digits" and item.split == "train" and item.label == "0" for item in items)
-
     def counts(name: str) -> str:
         chosen = [item for item in items if item.set == name]
         labels = sorted({item.label for item in chosen})
@@ -340,9 +338,9 @@ not mean a trunk recognises objects; use a real labelled set (e.g. ImageNet) for
 ## digits: {counts("digits")}
 
 {DIGIT_SIDE}x{DIGIT_SIDE} grayscale JPEGs (white ink on black), upscaled from 8x8. File `digit_0017.jpg` is
-`load_digits().images[17]`; for each digit a seeded permutation of its images gives the first {per_digit} to train and
-the next {per_digit} to val, so no image is in both splits (the same writer may be: the file does not say who wrote
-what).
+`load_digits().images[17]`; for each digit a seeded permutation of its images gives the first {DIGITS_PER_SPLIT} to
+train and the next {DIGITS_PER_SPLIT} to val, so no image is in both splits (the same writer may be: the file does not
+say who wrote what).
 
 Source: {DIGITS.credit}
 
