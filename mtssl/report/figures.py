@@ -56,6 +56,7 @@ def curves(records: Sequence[dict[str, Any]], path: Path, title: str) -> Path | 
     if not train:
         return None
     rows = 1 + len(tasks)
+    stops = early_stops(records)
     fig, axes = plt.subplots(rows, 2, figsize=(11, 2.7 * rows), squeeze=False)
     _draw(axes[0][0], records, "loss", "val_loss", "black", "total loss", "loss")
     _draw(axes[0][1], records, "lr", None, "black", "learning rate", "lr")
@@ -63,10 +64,18 @@ def curves(records: Sequence[dict[str, Any]], path: Path, title: str) -> Path | 
         metric, colour = TASKS[task].metric_name, task_colour(task)
         _draw(axes[row][0], records, f"{task}_loss", f"val_{task}_loss", colour, f"{task}: loss", "loss")
         _draw(axes[row][1], records, metric, f"val_{metric}", colour, f"{task}: {metric}", metric)
+        for ax in axes[row] if task in stops else ():
+            ax.axvline(stops[task], color="grey", linestyle=":", label=f"stopped (step {stops[task]})")
+            ax.legend(fontsize=8, loc="best")
     for ax in axes[-1]:
         ax.set_xlabel("step")
     fig.suptitle(title, fontsize=13)
     return _save(fig, path)
+
+
+def early_stops(records: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Task -> the step ``--early-stop`` stopped it at, from the log's ``task_stopped`` events."""
+    return {r["task"]: r["step"] for r in records if r.get("event") == "task_stopped" and "task" in r}
 
 
 def _draw(

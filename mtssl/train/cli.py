@@ -54,6 +54,18 @@ def main(
     ),
     val_every: Annotated[int, _opt("Validation loss and metric every N steps.", RUN, min=1)] = D.val_every,
     val_batches: Annotated[int, _opt("Validation mini-batches per task.", DATA, min=0)] = D.val_batches,
+    early_stop: Annotated[
+        int,
+        _opt(
+            "Stop training a task once its validation loss stays above its best (by --early-stop-margin) for N "
+            "validations in a row: it memorises its shards. 0: never.",
+            RUN,
+            min=0,
+        ),
+    ] = D.early_stop,
+    early_stop_margin: Annotated[
+        float, _opt("How far above its best validation loss counts, as a share (0.2: 20%).", RUN, min=0.0)
+    ] = D.early_stop_margin,
     batch_size: Annotated[int, _opt("Mini-batch per task and rank.", DATA, min=1)] = D.batch_size,
     task_batch: Annotated[list[str] | None, _opt("Per-task batch, TASK=N (repeatable).", DATA)] = None,
     patch_size: Annotated[

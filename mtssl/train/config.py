@@ -70,6 +70,8 @@ class TrainConfig:
     val_shards: int = 1  # shards of every set held out for validation (none when a set has fewer than 3)
     val_every: int = 100  # validation loss and metric of every task every N steps (and at the end)
     val_batches: int = 4  # validation mini-batches per task (the same ones every time)
+    early_stop: int = 0  # a task stops training after this many validations in a row above its best (0: never)
+    early_stop_margin: float = 0.2  # ... more than this share above its best validation loss (mtssl.train.early_stop)
     # ---- network (mtssl.model.NetworkConfig)
     depth: int = 101  # src: the paper's trunk
     width: int = 64  # src: slim
@@ -121,6 +123,7 @@ class TrainConfig:
         check(all(b >= 1 for b in self.task_batch.values()), "every --task-batch must be at least 1")
         check(self.workers >= 0 and self.warmup_steps >= 0, "--workers and --warmup-steps must be >= 0")
         check(self.val_shards >= 0 and self.val_batches >= 0, "--val-shards and --val-batches must be >= 0")
+        check(self.early_stop >= 0 and self.early_stop_margin >= 0, "--early-stop and its margin must be >= 0")
         check(self.lr > 0 and self.final_lr >= 0, "--lr must be > 0 and --final-lr >= 0")
 
     def batch_for(self, task: str) -> int:

@@ -127,6 +127,15 @@ def reduce_mean(values: Mapping[str, float], keys: Sequence[str], device: torch.
     return {k: (s / c).item() for k, s, c in zip(keys, sums, counts, strict=True) if c > 0}
 
 
+def broadcast_stopped(stopped: Mapping[str, int], tasks: Sequence[str], device: torch.device) -> dict[str, int]:
+    """Rank 0's early-stopped tasks (task -> step) on every rank; only rank 0 validates, so only it decides."""
+    if not dist.is_initialized():
+        return dict(stopped)
+    steps = torch.tensor([int(stopped.get(task, 0)) for task in tasks], dtype=torch.int64, device=device)
+    dist.broadcast(steps, src=0)
+    return {task: int(s) for task, s in zip(tasks, steps.tolist(), strict=True) if s > 0}
+
+
 def param_digest(module: nn.Module) -> str:
     """SHA-256 of every parameter's bytes, in name order: equal digests mean identical parameters."""
     digest = hashlib.sha256()

@@ -37,6 +37,7 @@ from mtssl.train import checkpoint as ckpt
 from mtssl.train import distributed as ddp
 from mtssl.train.config import ConfigError, TrainConfig
 from mtssl.train.damage import DamageTracker
+from mtssl.train.early_stop import EarlyStop
 from mtssl.train.logging import LOG_FILE, RunLog, Window, progress_bar
 from mtssl.train.plots import CURVES_FILE, LASSO_FILE, write_plots
 from mtssl.train.schedule import warmup_then_decay
@@ -90,6 +91,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         cfg.lr, cfg.steps, cfg.warmup_steps, cfg.decay, cfg.final_lr, cfg.step_every, cfg.step_gamma
     )
     generator = torch.Generator(env.device)
+    stopper = EarlyStop(cfg.tasks, cfg.early_stop, cfg.early_stop_margin)
+    # a stopped task's batch is left out of the step, unless DDP expects every parameter to get a gradient
+    drop_stopped = not env.distributed or cfg.distributed == "task-per-rank"
 
     # ============ resume: model, optimizer, step, RNG states ============
     start = 0
@@ -98,6 +102,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"], generator)
+        stopper.load_state_dict(state.get("early_stop", {}))
         start = int(state["step"])
         if env.is_main:
             print(f"resuming {out} from {path.name} (step {start})", flush=True)
@@ -133,7 +138,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             waited = time.perf_counter() - tic
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])
-            loss, metrics = model(batches, generator, weights)
+            stopped = stopper.stopped
+            if stopped and drop_stopped:
+                batches = {task: batch for task, batch in batches.items() if task not in stopped}
+            loss, metrics = model(batches, generator, {**weights, **dict.fromkeys(stopped, 0.0)})
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad:
@@ -142,9 +150,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             window.add(loss, metrics, waited)
             done = step + 1
 
-            scores = validate(net, val, cfg.seed, env.device) if done % cfg.val_every == 0 or done == cfg.steps else {}
+            validating = done % cfg.val_every == 0 or done == cfg.steps
+            scores = validate(net, val, cfg.seed, env.device) if validating else {}
+            if validating and cfg.early_stop:
+                stop_tasks(stopper, scores, done, env, log)
             if done % cfg.log_every == 0 or done == cfg.steps:
-                record = {**log_record(window, net, cfg, env, per_task_ranks, done, float(lrs[step])), **scores}
+                record = {
+                    **log_record(window, net, cfg, env, per_task_ranks, done, float(lrs[step]), stopper.stopped),
+                    **scores,
+                }
                 if damage.damaged():
                     record["bad_shards"] = damage.damaged()
                 log.write(record)
@@ -163,6 +177,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                     "model": net.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "rng": ckpt.rng_state(generator),
+                    "early_stop": stopper.state_dict(),
                     "lasso": net.lasso_weights().cpu(),
                     "config": cfg.to_json(),
                     "network": network_json,
@@ -188,6 +203,24 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 # ---- building blocks ---------------------------------------------------------------------------------
+
+
+def stop_tasks(stopper: EarlyStop, scores: dict[str, float], step: int, env: ddp.DistEnv, log: RunLog) -> None:
+    """Rank 0 judges this validation's scores; every rank then holds the same stopped tasks."""
+    newly = stopper.update(scores, step) if env.is_main else []
+    stopper.set_stopped(ddp.broadcast_stopped(stopper.stopped, stopper.tasks, env.device))
+    for task in newly:
+        watch = stopper.watches[task]
+        log.write(
+            {
+                "step": step,
+                "event": "task_stopped",
+                "task": task,
+                "best_val_loss": watch.best,
+                "best_step": watch.best_step,
+            }
+        )
+        print(stopper.describe(task), flush=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -276,6 +309,8 @@ def print_summary(out: Path, record: dict[str, Any], cfg: TrainConfig) -> None:
     for task in cfg.tasks:
         metric = TASK_CLASSES[task].metric_name
         train = f"loss {record.get(f'{task}_loss', float('nan')):.4f}, {metric} {record.get(metric, float('nan')):.3f}"
+        if task in record.get("stopped", {}):
+            train = f"stopped at step {record['stopped'][task]} (--early-stop)"
         held = ""
         if f"val_{task}_loss" in record:
             held = f"; validation loss {record[f'val_{task}_loss']:.4f}, {metric} {record[f'val_{metric}']:.3f}"
@@ -332,15 +367,20 @@ def log_record(
     per_task_ranks: dict[str, int],
     step: int,
     lr: float,
+    stopped: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The window's means over every rank, samples/s per task over all ranks, and the lasso weights."""
+    """The window's means over every rank, samples/s per task over all ranks, the lasso weights, and the
+    early-stopped tasks (their train loss and metric are left out once they are no longer run)."""
     keys = ["loss", "lasso_penalty", "data_wait", "step_s"]
     for task in cfg.tasks:
         keys += [f"{task}_loss", net.tasks[task].metric_name]
     means = ddp.reduce_mean(window.means(), keys, env.device)
     record: dict[str, Any] = {"step": step, "lr": lr, **{k: round(v, 6) for k, v in means.items()}}
     for task in cfg.tasks:
-        record[f"{task}_samples_per_s"] = round(cfg.batch_for(task) * per_task_ranks[task] / means["step_s"], 2)
+        if f"{task}_loss" in means:
+            record[f"{task}_samples_per_s"] = round(cfg.batch_for(task) * per_task_ranks[task] / means["step_s"], 2)
+    if stopped:
+        record["stopped"] = dict(stopped)
     alpha = net.lasso_weights().cpu()
     record["lasso"] = {task: [round(float(a), 5) for a in row] for task, row in zip(cfg.tasks, alpha, strict=True)}
     return record

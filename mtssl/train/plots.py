@@ -39,7 +39,7 @@ def plot_curves(records: list[dict], path: Path) -> Path:
     steps = [r["step"] for r in records]
     fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     for task in tasks:
-        axes[0].plot(steps, [r[f"{task}_loss"] for r in records], label=task)
+        axes[0].plot(steps, [r.get(f"{task}_loss", np.nan) for r in records], label=task)  # nan once stopped
         axes[1].plot(steps, [r.get(METRICS[task], np.nan) for r in records], label=METRICS[task])
     axes[0].set_ylabel("loss")
     axes[0].set_yscale("log")

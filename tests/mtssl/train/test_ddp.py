@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mtssl.train.logging import LOG_FILE, read_log
 
@@ -18,7 +19,9 @@ pytestmark = pytest.mark.slow  # starts processes
 PORT_RACE = "address already in use"  # another process took torchrun's free port before it bound it
 
 
-def torchrun(shard_root: Path, out: Path, *extra: str) -> list[dict]:
+def torchrun(
+    shard_root: Path, out: Path, *extra: str, target: tuple[str, ...] = ("--module", "mtssl.train.cli")
+) -> list[dict]:
     task_opts = [
         f"--task-opt={task}.{k}={list(v) if isinstance(v, tuple) else v}".replace(" ", "")
         for task, options in TINY_TASK_OPTIONS.items()
@@ -31,8 +34,7 @@ def torchrun(shard_root: Path, out: Path, *extra: str) -> list[dict]:
         "--standalone",
         "--nproc-per-node",
         "2",
-        "--module",
-        "mtssl.train.cli",
+        *target,
         "--shards",
         str(shard_root),
         "--out",
@@ -84,3 +86,25 @@ def test_two_gloo_ranks_end_with_identical_parameters(shard_root, tmp_path, mode
         expected_ranks = 2 if mode == "all-tasks" else 1
         assert record[f"{task}_samples_per_s"] == pytest.approx(3 * expected_ranks / record["step_s"], rel=0.02)
     assert (tmp_path / "run" / "ckpt-00000004.pt").exists()
+
+
+SCRIPTED = Path(__file__).with_name("scripted_validation.py")
+
+
+@pytest.mark.parametrize("mode", ["all-tasks", "task-per-rank"])
+def test_rank_zero_stops_a_task_for_every_rank(shard_root, tmp_path, mode):
+    """Rank 0 validates (scripted: relpos's loss rises from step 2) and stops relpos; the other rank must follow,
+    or its relpos gradients would move the relpos head, which momentum-free, decay-free RMSProp leaves still."""
+    from mtssl.train.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    extra = ["--distributed", mode, "--tasks", "relpos,color", "--val-every", "1", "--save-every", "2", "--keep", "3"]
+    extra += ["--early-stop", "1", "--momentum", "0", "--weight-decay", "0"]
+    log = torchrun(shard_root, run, *extra, target=(str(SCRIPTED),))
+    assert [r["task"] for r in log if r.get("event") == "task_stopped"] == ["relpos"]
+    assert log[-1]["ranks_in_sync"]
+    heads = [
+        {k: v for k, v in load_checkpoint(run / f"ckpt-0000000{step}.pt")["model"].items() if ".relpos." in k}
+        for step in (2, 4)
+    ]
+    assert heads[0] and all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
