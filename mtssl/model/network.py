@@ -9,7 +9,7 @@ are computed in fp32. On CPU everything is fp32.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -161,9 +161,12 @@ class MultiTaskNet(nn.Module):
         """Every task in ``batches`` on its own mini-batch; returns the summed losses plus the L1 penalty.
 
         ``weights`` scales each task's loss (1 when absent); the trainer's task-per-rank mode uses it so that
-        DDP's gradient average equals the all-tasks objective. The metrics report the unscaled losses.
+        DDP's gradient average equals the all-tasks objective. A weight of 0 (an early-stopped task) also
+        takes its lasso row out of the L1 penalty, so the row keeps its weights. The metrics report the
+        unscaled losses.
         """
-        total = self.lasso_penalty()
+        frozen = {task for task, weight in (weights or {}).items() if weight == 0}
+        total = self.lasso_penalty(exclude=frozen)
         metrics = {"lasso_penalty": total.detach()}
         for task, batch in batches.items():
             loss, task_metrics = self.task_step(task, batch, generator)
@@ -171,9 +174,9 @@ class MultiTaskNet(nn.Module):
             metrics.update(task_metrics)
         return total, metrics
 
-    def lasso_penalty(self) -> torch.Tensor:
-        """``l1 * sum |alpha|`` over the pretext-task rows (zero when the lasso is off)."""
-        return self.lasso.penalty(self.config.l1, rows=self.config.tasks)
+    def lasso_penalty(self, exclude: Collection[str] = ()) -> torch.Tensor:
+        """``l1 * sum |alpha|`` over the pretext-task rows but ``exclude`` (zero when the lasso is off)."""
+        return self.lasso.penalty(self.config.l1, rows=[t for t in self.config.tasks if t not in exclude])
 
     def lasso_weights(self) -> torch.Tensor:
         """The (tasks x block-3 units) alpha matrix, detached, for logs and heatmaps."""

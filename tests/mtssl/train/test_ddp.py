@@ -104,7 +104,11 @@ def test_rank_zero_stops_a_task_for_every_rank(shard_root, tmp_path, mode):
     assert [r["task"] for r in log if r.get("event") == "task_stopped"] == ["relpos"]
     assert log[-1]["ranks_in_sync"]
     heads = [
-        {k: v for k, v in load_checkpoint(run / f"ckpt-0000000{step}.pt")["model"].items() if ".relpos." in k}
+        {
+            k: v
+            for k, v in load_checkpoint(run / f"ckpt-0000000{step}.pt")["model"].items()
+            if ".relpos." in k or k == "lasso.alpha.relpos"
+        }
         for step in (2, 4)
     ]
     assert heads[0] and all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])

@@ -81,8 +81,9 @@ def scripted_validation(losses: list[float]):
 
 
 def relpos_head(path: Path) -> dict[str, torch.Tensor]:
+    """Relpos's head and its lasso row (which the L1 penalty must leave alone once relpos stops)."""
     model = load_checkpoint(path)["model"]
-    return {k: v for k, v in model.items() if k.startswith("tasks.relpos.")}
+    return {k: v for k, v in model.items() if k.startswith("tasks.relpos.") or k == "lasso.alpha.relpos"}
 
 
 def trunk(path: Path) -> dict[str, torch.Tensor]:
@@ -109,7 +110,8 @@ def test_a_stopped_task_leaves_the_step_and_stays_stopped_on_resume(tiny_config,
         assert "relpos_loss" not in records[s] and "relpos_samples_per_s" not in records[s]
         assert records[s]["stopped"] == {"relpos": 3} and math.isfinite(records[s]["color_loss"])
     at_stop, at_end = out / "ckpt-00000003.pt", out / "ckpt-00000006.pt"
-    assert relpos_head(at_stop) and same(relpos_head(at_stop), relpos_head(at_end))
+    assert "lasso.alpha.relpos" in relpos_head(at_stop) and same(relpos_head(at_stop), relpos_head(at_end))
+    assert not torch.equal(*(load_checkpoint(p)["model"]["lasso.alpha.color"] for p in (at_stop, at_end)))
     assert not same(trunk(at_stop), trunk(at_end))
     summary = capsys.readouterr().out
     assert "relpos stops training at step 3" in summary
