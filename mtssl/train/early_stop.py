@@ -13,6 +13,7 @@ last task still training never stops, so a run always trains something.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -55,10 +56,13 @@ class EarlyStop:
             if loss is None:
                 continue
             watch = self.watches.get(task)
-            if watch is None:
-                self.watches[task] = Watch(float(loss), step)
+            if watch is None or not math.isfinite(watch.best):
+                if math.isfinite(loss):
+                    self.watches[task] = Watch(float(loss), step, stopped_at=watch.stopped_at if watch else None)
                 continue
-            if loss < watch.best:
+            if not math.isfinite(loss):  # a diverged task counts as above the bar
+                watch.above += 1
+            elif loss < watch.best:
                 watch.best, watch.best_step, watch.above = float(loss), step, 0
             elif loss > watch.best * (1.0 + self.margin):
                 watch.above += 1

@@ -61,6 +61,7 @@ class Window:
         self.steps = 0
         self.wait_s = 0.0
         self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}  # steps that reported each key (an early-stopped task stops reporting)
 
     def add(self, loss: torch.Tensor, metrics: Mapping[str, torch.Tensor], wait_s: float) -> None:
         self.steps += 1
@@ -68,11 +69,12 @@ class Window:
         for key, value in {"loss": loss.detach(), **metrics}.items():
             value = value.detach().float()
             self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def means(self) -> dict[str, float]:
         """Per-step means of the metrics, the data-wait share and the wall time per step."""
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        out = {key: value.item() / self.steps for key, value in self.sums.items()}
+        out = {key: value.item() / self.counts[key] for key, value in self.sums.items()}
         out["data_wait"] = self.wait_s / elapsed
         out["step_s"] = elapsed / self.steps
         return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -92,8 +93,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     )
     generator = torch.Generator(env.device)
     stopper = EarlyStop(cfg.tasks, cfg.early_stop, cfg.early_stop_margin)
-    # a stopped task's batch is left out of the step, unless DDP expects every parameter to get a gradient
-    drop_stopped = not env.distributed or cfg.distributed == "task-per-rank"
+    # a stopped task's batch is left out of the step; under DDP it runs at weight 0 instead, so every rank
+    # still runs the trunk (DDP broadcasts rank 0's BN statistics) and every parameter gets a gradient
+    drop_stopped = not env.distributed
 
     # ============ resume: model, optimizer, step, RNG states ============
     start = 0
@@ -144,6 +146,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             loss, metrics = model(batches, generator, {**weights, **dict.fromkeys(stopped, 0.0)})
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if stopped and not drop_stopped:
+                freeze_grads(net, stopped)
             if cfg.clip_grad:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
             optimizer.step()
@@ -203,6 +207,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 # ---- building blocks ---------------------------------------------------------------------------------
+
+
+def freeze_grads(net: MultiTaskNet, tasks: Iterable[str]) -> None:
+    """No gradient for the tasks' heads and lasso rows, so the optimizer skips them (no momentum, no decay)."""
+    for task in tasks:
+        params = [*net.tasks[task].parameters()]
+        if task in net.lasso.alpha:
+            params.append(net.lasso.alpha[task])
+        for param in params:
+            param.grad = None
 
 
 def stop_tasks(stopper: EarlyStop, scores: dict[str, float], step: int, env: ddp.DistEnv, log: RunLog) -> None:

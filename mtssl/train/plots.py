@@ -35,7 +35,7 @@ def write_plots(run: Path) -> list[Path]:
 def plot_curves(records: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in METRICS if f"{t}_loss" in records[0]]
+    tasks = [t for t in METRICS if any(f"{t}_loss" in r for r in records)]
     steps = [r["step"] for r in records]
     fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     for task in tasks:

@@ -140,3 +140,20 @@ def test_the_pictures_draw_a_log_in_which_a_task_stopped(tmp_path):
     assert figures.curves(records, tmp_path / "report.png", "run").read_bytes().startswith(png)
     train_records = [r for r in records if "loss" in r]
     assert plot_curves(train_records, tmp_path / "curves.png").read_bytes().startswith(png)
+
+
+def test_a_diverged_validation_counts_as_above_the_bar_and_never_becomes_the_best():
+    stopper = EarlyStop(TASKS, patience=2, margin=0.2)
+    assert feed(stopper, {"relpos": [float("nan"), 1.0, float("nan"), float("inf")]}) == {400: ["relpos"]}
+    assert stopper.watches["relpos"].best == 1.0 and stopper.watches["relpos"].best_step == 200
+
+
+def test_a_window_averages_each_key_over_the_steps_that_reported_it():
+    from mtssl.train.logging import Window
+
+    window = Window()
+    for step in range(4):
+        metrics = {"color_loss": torch.tensor(1.0)} | ({"relpos_loss": torch.tensor(2.0)} if step < 1 else {})
+        window.add(torch.tensor(3.0), metrics, 0.0)
+    means = window.means()
+    assert means["relpos_loss"] == 2.0 and means["color_loss"] == 1.0 and means["loss"] == 3.0
