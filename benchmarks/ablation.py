@@ -17,6 +17,9 @@ features are reused, so an interrupted grid continues where it stopped.
 
     .venv/bin/python benchmarks/ablation.py --shards /work/exp/fshards --out runs/ablation \\
         --probe flowers5=../shared/data/flowers5 --seeds 0 1
+
+Options after ``--`` go to every ``mtssl-train`` run (``-- --lr 1e-3`` reruns the grid at another learning
+rate); give such a grid its own ``--out``, since finished runs are reused by folder.
 """
 
 from __future__ import annotations
@@ -47,13 +50,13 @@ def bin_of(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def train(shards: Path, run: Path, extra: list[str], seed: int, steps: int | None) -> None:
+def train(shards: Path, run: Path, extra: list[str], seed: int, steps: int | None, common: list[str]) -> None:
     if (run / "trunk.pt").is_file() and any('"event": "end"' in line for line in (run / "log.jsonl").open()):
         print(f"reusing {run}", flush=True)
         return
     resume = ["--resume"] if any(run.glob("ckpt-*.pt")) else []
     command = [bin_of("mtssl-train"), "--shards", str(shards), "--out", str(run), "--preset", "cpu"]
-    command += [*extra, "--seed", str(seed), *resume] + (["--steps", str(steps)] if steps else [])
+    command += [*extra, *common, "--seed", str(seed), *resume] + (["--steps", str(steps)] if steps else [])
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
 
@@ -88,6 +91,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=None, help="override the preset's 1800 steps")
     parser.add_argument("--only", nargs="+", choices=list(GRID), default=None, help="a subset of the grid")
+    parser.add_argument("train_args", nargs="*", help="after --: options for every mtssl-train run")
     args = parser.parse_args()
     if args.only is None:
         has_rotation = (args.shards / "rotation" / "manifest.json").is_file()
@@ -98,7 +102,7 @@ def main() -> None:
     for name in args.only:
         for seed in args.seeds:
             run = args.out / f"{name}-s{seed}"
-            train(args.shards, run, GRID[name], seed, args.steps)
+            train(args.shards, run, GRID[name], seed, args.steps, args.train_args)
             runs.append(run)
             for data, folder in probes.items():
                 results.setdefault(name, {}).setdefault(data, []).append(probe(run, data, Path(folder), 0))

@@ -25,7 +25,14 @@ def probe(
     images: Annotated[Path | None, typer.Option(help="One labelled folder, split by --split and --seed.")] = None,
     split: Annotated[float, typer.Option(help="Share of --images used for training.", min=0.05, max=0.95)] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the --images split.")] = 0,
-    size: Annotated[int, typer.Option(help="Images are resized (shorter side) and centre-cropped to this side.")] = 224,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            help="Images are resized (shorter side) and centre-cropped to this side. Default: 224, or the train "
+            "images' median shorter side where that is smaller (no upscaling).",
+            min=16,
+        ),
+    ] = None,
     random_seeds: Annotated[int, typer.Option(help="Randomly initialised trunks for the baseline rows.", min=1)] = 3,
     knn_k: Annotated[int, typer.Option(help="Neighbours of the cosine k-NN (DINO: 20).", min=1)] = 20,
     feature_dims: Annotated[int, typer.Option(help="Pool each source to about this many features.", min=16)] = 2048,

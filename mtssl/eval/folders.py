@@ -81,6 +81,17 @@ def load_square(path: Path, size: int) -> np.ndarray | None:
     return np.ascontiguousarray(image[y : y + size, x : x + size, ::-1])
 
 
+def typical_side(data: Labelled, most: int = 32) -> int | None:
+    """The median shorter side of up to ``most`` images spread over the set; None when none of them decode."""
+    step = max(1, len(data) // most)
+    sides = []
+    for path in data.paths[::step][:most]:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is not None:
+            sides.append(min(image.shape[:2]))
+    return int(np.median(sides)) if sides else None
+
+
 def load_images(data: Labelled, size: int) -> tuple[np.ndarray, np.ndarray, Labelled]:
     """(N, size, size, 3) uint8 RGB, (N,) labels, and the set without the files that failed to decode."""
     images, labels, paths, skipped = [], [], [], {}

@@ -30,10 +30,12 @@ from mtssl.eval.features import (
     random_trunk,
     recalibrate_norms,
 )
-from mtssl.eval.folders import Labelled, data_hash, list_labelled, load_images, split_labelled
+from mtssl.eval.folders import Labelled, data_hash, list_labelled, load_images, split_labelled, typical_side
 from mtssl.model.loading import LoadedTrunk, load_trunk
 
 EVAL_ROW = "eval_lasso"
+DEFAULT_SIDE = 224  # the usual linear-evaluation crop (ImageNet: shorter side 256, centre crop 224)
+SMALLEST_SIDE = 32  # block 3 has stride 16: at 32 px its maps are 2 x 2
 
 
 class ProbeError(ValueError):
@@ -51,7 +53,7 @@ class ProbeOptions:
     images: Path | None = None
     split: float = 0.5
     seed: int = 0
-    size: int = 224
+    size: int | None = None  # None: probe_side (224, or the images' own side where they are smaller)
     random_seeds: int = 3
     knn_k: int = 20
     feature_dims: int = 2048
@@ -84,6 +86,7 @@ class Split:
     name: str
     hash: str
     skipped: dict[str, str]
+    size: int = DEFAULT_SIDE  # the side the images were resized and cropped to
 
 
 def run_probe(options: ProbeOptions) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def run_probe(options: ProbeOptions) -> dict[str, Any]:
     if options.norms not in NORMS:
         raise ProbeError(f"--norms must be one of {', '.join(NORMS)}, not {options.norms!r}")
     own = options.norms == "own"
-    key = cache_key("trunk", file_hash(trunk_path), data.hash, options.size, options.feature_dims)
+    key = cache_key("trunk", file_hash(trunk_path), data.hash, data.size, options.feature_dims)
     if not own:  # the batch size too: the norms are recalibrated with batch statistics
         key = cache_key(key, "norms=data", options.batch_size)
     trained, hit = cached(cache, key, lambda: features_of(loaded, data, options, recalibrate=not own))
@@ -109,7 +112,7 @@ def run_probe(options: ProbeOptions) -> dict[str, Any]:
     network_json = json.dumps(asdict(loaded.network), sort_keys=True)
     for seed in range(options.random_seeds):
         rkey = cache_key(  # the batch size too: the norms are recalibrated with batch statistics
-            "random", network_json, loaded.rows, seed, data.hash, options.size, options.feature_dims, options.batch_size
+            "random", network_json, loaded.rows, seed, data.hash, data.size, options.feature_dims, options.batch_size
         )
         rand = random_trunk(loaded.network, loaded.rows, seed)
         features, _ = cached(cache, rkey, lambda r=rand: features_of(r, data, options, recalibrate=True))
@@ -167,15 +170,29 @@ def load_split(options: ProbeOptions) -> Split:
     train, val = labelled_splits(options)
     if len(train) == 0 or len(val) == 0:
         raise ProbeError(f"empty split: {len(train)} train and {len(val)} validation images")
-    train_images, train_labels, train = load_images(train, options.size)
-    val_images, val_labels, val = load_images(val, options.size)
+    size = probe_side(options, train)
+    train_images, train_labels, train = load_images(train, size)
+    val_images, val_labels, val = load_images(val, size)
     if len(np.unique(train_labels)) < 2:
         raise ProbeError(f"the train images that decode are of {len(np.unique(train_labels))} class; a probe needs 2")
     skipped = {**train.skipped, **val.skipped}
     name = dataset_name(options)
     return Split(
-        train_images, train_labels, val_images, val_labels, train.classes, name, data_hash(train, val), skipped
+        train_images, train_labels, val_images, val_labels, train.classes, name, data_hash(train, val), skipped, size
     )
+
+
+def probe_side(options: ProbeOptions, train: Labelled) -> int:
+    """``--size`` when given; else 224, or the train images' median shorter side where that is smaller.
+
+    Images are not upscaled by default: a 128-px image at 224 holds no more detail, costs three times the
+    compute, and shows the trunk its content at a scale it was not trained at. The embedded labelled sets
+    are written at the side they are meant to be probed at (docs/sample-data.md).
+    """
+    if options.size is not None:
+        return options.size
+    side = typical_side(train)
+    return DEFAULT_SIDE if side is None else max(SMALLEST_SIDE, min(DEFAULT_SIDE, side))
 
 
 # ---- features and classifiers --------------------------------------------------------------------------
@@ -244,7 +261,7 @@ def summarise(
         "n_train": int(len(data.train_labels)),
         "n_val": int(len(data.val_labels)),
         "classes": list(data.classes),
-        "size": options.size,
+        "size": data.size,
         "knn_k": options.knn_k,
         "random_seeds": options.random_seeds,
         "norms": options.norms,

@@ -209,6 +209,21 @@ def test_changing_one_image_changes_the_data_hash(env, tmp_path):
     assert cache_key("trunk", "same trunk", second.hash, 32, 2048) != key  # so a cache miss
 
 
+def test_images_are_not_upscaled_unless_asked(env, tmp_path):
+    """No --size: 224, or the train images' median shorter side where smaller; --size always wins."""
+    small = load_split(ProbeOptions(images=env.folder))  # 48 x 48 JPEGs
+    assert small.size == 48 and small.train_images.shape[1:] == (48, 48, 3)
+    assert load_split(ProbeOptions(images=env.folder, size=64)).train_images.shape[1:] == (64, 64, 3)
+    large = tmp_path / "large"
+    for name, value in (("a", 40), ("b", 200)):
+        (large / name).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(large / name / f"{i}.jpg"), np.full((300, 400, 3), value + i, np.uint8))
+    assert load_split(ProbeOptions(images=large)).size == 224
+    result = run_probe(options_of(env, size=None, cache_dir=tmp_path / "cache", random_seeds=1))
+    assert result["size"] == 48
+
+
 @pytest.mark.parametrize(
     "case",
     [

@@ -33,6 +33,7 @@ def test_given_options_win_over_the_preset():
     assert not set(given) & set(values)
     assert {**TrainConfig().__dict__, **values, **given}["width"] == 64
     assert values["depth"] == 18 and values["log_every"] == 20
+    assert cpu["lr"] == 2e-4 and "lr" not in preset_values("cpu", {"lr": 1e-3})
 
 
 def test_task_options_merge_per_field_under_the_given_ones():
@@ -69,7 +70,7 @@ def test_cli_preset_cpu_resolves_into_config_json_and_keeps_typed_options(shard_
     config = json.loads((out / "config.json").read_text())
     # from the preset
     assert (config["preset"], config["depth"], config["log_every"], config["warmup_steps"]) == ("cpu", 18, 20, 50)
-    assert (config["save_every"], config["device"]) == (600, "cpu")
+    assert (config["save_every"], config["device"], config["lr"]) == (600, "cpu", 2e-4)
     # typed on the command line
     assert (config["width"], config["steps"], config["workers"], config["batch_size"]) == (64, 2, 0, 2)
     assert config["task_batch"] == {"exemplar": 2} and config["motion_crop"] == 64
