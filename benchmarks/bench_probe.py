@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--images", type=Path, required=True)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--size", type=int, default=None, help="default: the probe's (224, no upscaling)")
     parser.add_argument("--random-seeds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache:
@@ -37,7 +37,7 @@ def main() -> None:
     cold, warm = results
     assert not cold["timing"]["features_cached"] and warm["timing"]["features_cached"]
     images = cold["n_train"] + cold["n_val"]
-    print(f"{images} images at {args.size} px, trunk {args.run}, {args.random_seeds} random-init baselines")
+    print(f"{images} images at {cold['size']} px, trunk {args.run}, {args.random_seeds} random-init baselines")
     print(f"extraction of the trained trunk: {cold['timing']['extract_images_per_s']} images/s")
     print(f"cold probe {times[0]:.1f} s, cached re-run {times[1]:.1f} s: the re-run takes {times[1] / times[0]:.2f}x")
     print(f"same scores when cached: {cold['sources'] == warm['sources']}")
