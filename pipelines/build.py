@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mtssl.contract import hold
 from mtssl.contract import locations as loc
 from pipelines.plan import BuildPlan, prepare_out_dir, resolve_config
 from pipelines.recipes import RECIPES
@@ -66,13 +67,17 @@ def build(
     **plan_options: Any,
 ) -> RunReport:
     """Build (or resume) the ``task`` shard set of an image or video tree into a folder or a bucket URL
-    (``out``; checked for writes first, so a bad URL or refused credentials fail before any work)."""
+    (``out``; checked for writes first, so a bad URL or refused credentials fail before any work).
+
+    The build holds ``out``'s lock (``mtssl.contract.locks``) from before it plans until its manifest is
+    written, so a second build into ``out`` refuses (LockHeld) before it touches the plan or any shard."""
     try:
         loc.check_writable(out)
     except loc.LocationError as exc:
         raise ValueError(str(exc)) from None
-    plan = plan_build(task, source, out, recipe_config, show_progress=show_progress, **plan_options)
-    if not plan.units:
-        raise ValueError(f"no input files under {source}")
-    prepare_out_dir(plan, overwrite)
-    return run_plan(plan, workers=workers, ray_address=ray_address, show_progress=show_progress)
+    with hold(out, what=f"{task} build"):
+        plan = plan_build(task, source, out, recipe_config, show_progress=show_progress, **plan_options)
+        if not plan.units:
+            raise ValueError(f"no input files under {source}")
+        prepare_out_dir(plan, overwrite)
+        return run_plan(plan, workers=workers, ray_address=ray_address, show_progress=show_progress)

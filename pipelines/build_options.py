@@ -39,6 +39,7 @@ class FieldOption:
     default: Any
     help: str
     panel: str
+    item_type: type | None = None  # a list field: typed as one comma-separated string of these
 
     @property
     def parameter(self) -> str:
@@ -73,7 +74,7 @@ def field_comments(config_type: type) -> dict[str, str]:
 
 
 def cli_type(hint: Any) -> Any:
-    """The type typer parses for a config field's type: variable-length tuples become repeatable lists."""
+    """The type typer parses for a config field's type: variable-length tuples become lists."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return list[args[0]]
@@ -81,6 +82,26 @@ def cli_type(hint: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return cli_type(inner[0]) if len(inner) == 1 else hint
     return hint
+
+
+def list_item(hint: Any) -> type | None:
+    """The item type of a list option (a variable-length tuple field), else None."""
+    kind = cli_type(hint)
+    return typing.get_args(kind)[0] if typing.get_origin(kind) is list else None
+
+
+def parse_list(flag: str, text: str, item: type) -> tuple:
+    """``"1,3"`` (or ``"1 3"``) -> ``(1, 3)``: a list option is one comma-separated value, as its help shows."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        values = tuple(item(p) for p in parts)
+    except ValueError:
+        values = ()
+    if not values:
+        raise typer.BadParameter(
+            f"takes comma-separated {item.__name__} values like 1,3; got {text!r}", param_hint=flag
+        )
+    return values
 
 
 def field_options(config_type: type, base: Any, prefix: tuple[str, ...] = (), panel: str = RECIPE_PANEL):
@@ -91,8 +112,12 @@ def field_options(config_type: type, base: Any, prefix: tuple[str, ...] = (), pa
         if dataclasses.is_dataclass(hint):
             yield from field_options(hint, value, (*prefix, f.name), f"{f.name.capitalize()} options")
             continue
-        default = list(value) if cli_type(hint) is not hint and isinstance(value, tuple) else value
-        yield FieldOption((*prefix, f.name), cli_type(hint), default, comments.get(f.name, ""), panel)
+        item = list_item(hint)
+        if item is not None:  # one comma-separated string: "--mask-gaps 1,3"
+            shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+            yield FieldOption((*prefix, f.name), str, shown, comments.get(f.name, ""), panel, item)
+            continue
+        yield FieldOption((*prefix, f.name), cli_type(hint), value, comments.get(f.name, ""), panel)
 
 
 OUT_HELP = "Output folder of the shard set, or a bucket URL (s3://bucket/prefix/TASK; any fsspec URL)."
@@ -139,8 +164,12 @@ def field_parameter(option: FieldOption, variants: bool) -> inspect.Parameter:
     """A field's option. With variants its default is None (the chosen variant's value), shown as the first's."""
     help_ = option.help or option.parameter.replace("_", " ")
     if variants:
-        help_ = f"{help_} [default: {option.default!r}, or the --quality's]"
-    flag = typer.Option(option.flag, help=help_, rich_help_panel=option.panel, show_default=not variants)
+        shown = option.default if option.item_type is not None else repr(option.default)
+        help_ = f"{help_} \\[default: {shown}, or the --quality's]"  # escaped: rich reads [...] as markup
+    metavar = f"{option.item_type.__name__.upper()},..." if option.item_type is not None else None
+    flag = typer.Option(
+        option.flag, help=help_, rich_help_panel=option.panel, show_default=not variants, metavar=metavar
+    )
     default = None if variants else option.default
     annotation = option.annotation | None if variants else option.annotation
     return inspect.Parameter(
@@ -162,6 +191,9 @@ def build_command(recipe: Recipe, run: Callable[..., None]) -> Callable[..., Non
             raise typer.BadParameter(f"must be one of {', '.join(variants)}", param_hint=f"--{recipe.variants.option}")
         base = variants[name] if name is not None else first
         given = {o.path: values.pop(o.parameter) for o in options}
+        for o in options:
+            if o.item_type is not None and given[o.path] is not None:
+                given[o.path] = parse_list(o.flag, given[o.path], o.item_type)
         try:
             cfg = with_values(base, {path: value for path, value in given.items() if value is not None})
         except (ValueError, TypeError) as exc:

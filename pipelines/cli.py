@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mtssl.contract.locations import LocationError
+from mtssl.contract.locks import LockHeld
 from pipelines.build_options import build_command
 from pipelines.cli_style import HelpCommand, HelpGroup
 from pipelines.errors import InputVanished
@@ -115,6 +117,9 @@ def _report(task: str, out: str | Path, run: Callable[..., Any], replace_own: bo
                 raise
             console.print(f"{out}: replacing the demo's earlier build ({' '.join(str(exc).split())[:160]}...)")
             report = run(overwrite=True)
+    except LockHeld as exc:  # another build writes there: one unwrapped line naming it
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from None
     except (PlanMismatch, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

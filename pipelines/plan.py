@@ -107,7 +107,8 @@ def order_sources(relpaths: list[str], seed: int, limit: int | None) -> list[str
 
 def prepare_out_dir(plan: BuildPlan, overwrite: bool) -> None:
     """Create the output folder, or check that what it holds is an earlier run of this same plan.
-    ``plan.out`` is a folder or a URL (``mtssl.contract.locations``; ``build`` checks it takes writes)."""
+    ``plan.out`` is a folder or a URL (``mtssl.contract.locations``; ``build`` checks it takes writes, and
+    holds its lock while this runs and until the manifest is written: one writer per folder)."""
     out = plan.out
     if overwrite:
         for name in loc.listing(out):

@@ -3,14 +3,39 @@
 Symlinked directories are followed, but a directory already visited (a symlink loop, or two links to
 one folder) is entered once only, so listing always ends. Every listed file is an input: it ends in
 a shard or in the reject list.
+
+Listing reads directory entries only. Every read of an input goes through :func:`open_regular`: only a
+regular file (or a symlink to one) is opened, and it is opened without blocking, so a named pipe, a device
+or a socket in a tree is a reject with its kind, never a build that waits or reads without end.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipelines.errors import Reject, check_still_there
+
+NOT_REGULAR = "not a regular file"
+# A worker holds an image file whole in memory: 1 GiB is above any image max_pixels lets through (100 Mpx of
+# uncompressed 16-bit RGBA is 800 MB) and far above any photo.
+MAX_IMAGE_BYTES = 1 << 30
+# PyAV streams a video, so memory is not at stake: this only refuses what no recording is (a disk image
+# named .mkv). An hour of 4K ProRes 422 HQ is about 320 GB.
+MAX_VIDEO_BYTES = 1 << 40
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +92,86 @@ def list_image_tree(root: Path) -> list[Source]:
     return [Source(path) for path in walk_files(root)]
 
 
+def file_kind(mode: int) -> str:
+    """What a file that is not regular is, in words, from its ``st_mode``."""
+    return next((name for is_kind, name in _KINDS if is_kind(mode)), f"file type {stat.S_IFMT(mode):#o}")
+
+
+def check_regular(st: os.stat_result, max_bytes: int | None) -> None:
+    """Reject what is not a regular file, and a file over ``max_bytes`` (None: no cap)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise Reject(NOT_REGULAR, file_kind(st.st_mode))
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise Reject("too large", f"{st.st_size} bytes exceeds max_bytes={max_bytes}")
+
+
+def unreadable(path: str | Path, exc: OSError) -> Reject:
+    """The reject for an input that failed to open; InputVanished when nothing is at ``path`` any more."""
+    if exc.errno == errno.ELOOP:
+        return Reject("unreadable", "symlink loop")
+    if exc.errno == errno.ENOENT:
+        check_still_there(path)
+        return Reject("unreadable", "missing file or broken symlink")
+    return Reject("unreadable", exc.strerror or str(exc))
+
+
+@contextmanager
+def open_regular(path: str | Path, max_bytes: int | None) -> Iterator[tuple[int, int]]:
+    """(descriptor, size) of the regular file at ``path`` (symlinks followed), closed on exit; Reject for
+    anything else, or for a file over ``max_bytes``.
+
+    The path is checked before it is opened, so a device is never opened (opening one can have effects),
+    and opened with O_NONBLOCK, so a FIFO swapped in after the check cannot block the open; what was
+    opened is then checked again, so it is that regular file that gets read.
+    """
+    try:
+        check_regular(os.stat(path), max_bytes)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise unreadable(path, exc) from exc
+    try:
+        st = os.fstat(fd)
+        check_regular(st, max_bytes)
+        yield fd, st.st_size
+    finally:
+        os.close(fd)
+
+
+def read_regular(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (:func:`open_regular`); a file that grows past
+    the cap while it is read is rejected too, having been read no further than one byte over it."""
+    with open_regular(path, max_bytes) as (fd, size):
+        try:
+            data = _read_at_most(fd, max_bytes + 1, size + 1)
+        except OSError as exc:  # an I/O error after the open
+            raise Reject("unreadable", exc.strerror or str(exc)) from exc
+    if len(data) > max_bytes:
+        raise Reject("too large", f"grew past max_bytes={max_bytes} while it was read")
+    return data
+
+
+def _read_at_most(fd: int, limit: int, first: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd``, asking for ``first`` bytes at once (the size plus one: one read and
+    an end-of-file for a file that does not change)."""
+    chunks, total = [], 0
+    while total < limit:
+        chunk = os.read(fd, min(limit - total, max(first - total, 1 << 16)))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def fd_path(fd: int) -> str | None:
+    """A path that opens the file behind ``fd`` itself, whatever is at its old path now (for a library that
+    opens by name, like FFmpeg); None where the system has none."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(folder):
+            return f"{folder}/{fd}"
+    return None
+
+
 def inputs_hash(
     relpaths: list[str], stats: list[tuple[int, int]] | None = None, contents: list[str] | None = None
 ) -> str:
@@ -83,16 +188,21 @@ def inputs_hash(
 
 
 def content_digest(root: Path, relpaths: list[str]) -> str:
-    """sha256 (first 16 hex digits) of the files' bytes in order; "" when one cannot be read."""
+    """sha256 (first 16 hex digits) of the files' bytes in order; "" when one cannot be read or is not a
+    regular file (never opened then: a FIFO would block, a device never end)."""
     digest = hashlib.sha256()
     try:
         for relpath in relpaths:
-            with open(Path(root) / relpath, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-    except OSError:
+            with open_regular(Path(root) / relpath, None) as (fd, _):
+                _hash_to_end(digest, fd)
+    except (OSError, Reject):
         return ""
     return digest.hexdigest()[:16]
+
+
+def _hash_to_end(digest: hashlib._Hash, fd: int) -> None:
+    while block := os.read(fd, 1 << 20):
+        digest.update(block)
 
 
 def file_stats(root: Path, relpaths: list[str]) -> list[tuple[int, int]]:

@@ -10,11 +10,17 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+SLOW_TEST_TIMEOUT_S = 600  # a slow test (Ray, torchrun, many steps) gets this long; others pyproject's `timeout`
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that starts Ray is slow too: ``-m "not slow"`` leaves out every process-starting test."""
+    """A test that starts Ray is slow too: ``-m "not slow"`` leaves out every process-starting test. A slow
+    test without its own ``timeout`` marker gets the generous limit, so a hang still ends with its stack."""
     for item in items:
         if item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")

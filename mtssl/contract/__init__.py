@@ -17,8 +17,9 @@ Lab convention (OpenCV's 8-bit conversion of sRGB, D65): ``L8 = round(L * 255 / 
 ``a`` and ``b`` stored as int8 real values (OpenCV's uint8 value minus 128).
 
 The contract is this package, imported as one module (``from mtssl.contract import ...``): ``names``,
-``encoding``, ``manifest``, ``tar``, ``atomic`` and ``locations`` (folders and bucket URLs, imported as
-``from mtssl.contract import locations``) hold its parts.
+``encoding``, ``manifest``, ``tar``, ``atomic``, ``locations`` (folders and bucket URLs, imported as
+``from mtssl.contract import locations``) and ``locks`` (one writer per folder: ``with hold(out): ...``) hold
+its parts.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ from mtssl.contract.encoding import (
     tile,
     untile,
 )
+from mtssl.contract.locks import LockHeld, hold
 from mtssl.contract.manifest import REQUIRED_KEYS, Manifest, ShardEntry, parse_manifest
 from mtssl.contract.names import (
     COLOR_TARGET_STRIDE,
     INDEX_FILE,
+    LOCK_FILE,
     MANIFEST_FILE,
     NUM_AB_BINS,
     PARTS_DIR,
@@ -76,6 +79,7 @@ from mtssl.contract.tar import tar_members_of, tar_samples_of
 __all__ = [
     "COLOR_TARGET_STRIDE",
     "INDEX_FILE",
+    "LOCK_FILE",
     "MANIFEST_FILE",
     "NUM_AB_BINS",
     "PARTS_DIR",
@@ -121,4 +125,6 @@ __all__ = [
     "tmp_path",
     "write_bytes_atomic",
     "write_json_atomic",
+    "LockHeld",
+    "hold",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -100,10 +101,29 @@ def _retried(url: str, call: Callable[[Any, str], T], retries: int = RETRIES) ->
     raise LocationError(f"cannot reach {url}: no attempt made (retries={retries})")
 
 
+class NotRegularFile(LocationError):
+    """A local path that holds a named pipe, a device or a socket where a file should be: never read (a FIFO
+    would block the reader, a device never end)."""
+
+
+def read_local(path: str | Path) -> tuple[bytes, os.stat_result]:
+    """A local regular file's bytes and its stat. Opened without blocking and checked before any read, so a
+    FIFO or a device put where a shard or manifest should be is :class:`NotRegularFile`, never a hang."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(f"{path} is not a regular file (a pipe, device or socket): replace it with the file")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(), st
+    finally:
+        os.close(fd)
+
+
 def read_bytes(location: str | Path, retries: int = RETRIES) -> bytes:
     """A file's or object's bytes; remote reads are retried with backoff, then LocationError."""
     if not is_url(location):
-        return local(location).read_bytes()
+        return read_local(local(location))[0]
     return _retried(str(location), lambda fs, path: fs.cat_file(path), retries)
 
 
@@ -244,7 +264,10 @@ def check_writable(location: str | Path) -> None:
     """Fail early, in one line, when a bucket cannot be reached or written (missing bucket, refused
     credentials, bad endpoint), before any work is done; local folders are created."""
     if not is_url(location):
-        local(location).mkdir(parents=True, exist_ok=True)
+        folder = local(location)
+        if folder.exists() and not folder.is_dir():
+            raise LocationError(f"{location} is a file, not a folder: choose a folder for the set")
+        folder.mkdir(parents=True, exist_ok=True)
         return
     probe = join(location, ".mtssl-write-check")
     try:

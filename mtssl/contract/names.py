@@ -30,6 +30,7 @@ INDEX_FILE = "index.parquet"
 REJECTS_FILE = "rejects.parquet"
 PLAN_FILE = "plan.json"
 PARTS_DIR = "parts"  # per-shard stats (the done markers), index and reject parts
+LOCK_FILE = ".mtssl.lock"  # a writer's advisory lock (``locks``); hidden, so listings and verify skip it
 
 
 RELPOS_GRID = 3

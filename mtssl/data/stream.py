@@ -44,9 +44,10 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mtssl.contract import tar_members_of
-from mtssl.contract.locations import cached_copy, is_url, read_bytes
+from mtssl.contract.locations import cached_copy, is_url, read_bytes, read_local
 from mtssl.data.batching import EXTRA_FIELDS, BatchDecoder, BatchRing
 from mtssl.data.device_decode import RAW_SUFFIXES, Decoder, decode_on_device
+from mtssl.data.health import HEALTH, ShardHealth
 from mtssl.inputs import BATCH_KEYS
 from mtssl.tasks import TASKS
 
@@ -75,28 +76,9 @@ class TaskSpec:
     md5: tuple[str, ...] = ()  # the manifest's md5 of each url: checked as each shard is read (empty: no check)
     keep_jpeg: bool = False  # hand JPEG fields over as bytes, decoded on the device (mtssl.data.device_decode)
     cache_dir: str | None = None  # local copies of shards read from a bucket (mtssl.contract.locations.cached_copy)
+    max_bad_fraction: float = 0.01  # stop when more of these shards are damaged (mtssl.data.health.verdict)
 
 
-class ShardHealth:
-    """Shards read and shards skipped as damaged, per task, in this process (a loader worker or the main
-    process). The stream hands a snapshot to the trainer with every bundle (see :meth:`snapshot`)."""
-
-    def __init__(self) -> None:
-        self.good: dict[str, int] = {}
-        self.bad: dict[str, int] = {}
-        self.last_bad: dict[str, str] = {}
-
-    def record(self, task: str, url: str, ok: bool) -> None:
-        counts = self.good if ok else self.bad
-        counts[task] = counts.get(task, 0) + 1
-        if not ok:
-            self.last_bad[task] = url
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"good": dict(self.good), "bad": dict(self.bad), "last_bad": dict(self.last_bad)}
-
-
-HEALTH = ShardHealth()  # for readers outside a StepStream (validation batches, benchmarks)
 HEALTH_KEY = "__health__"  # the bundle entry that carries a worker's ShardHealth snapshot
 RING_KEY = "__ring__"  # the bundle entry that names the worker's ring slots its batches occupy
 
@@ -129,8 +111,7 @@ def tar_members(path: str, wanted: set[str]) -> Iterator[tuple[str, str, bytes]]
     costs about 35 us per member here against 5. A header that is not ustar, fails its checksum or
     names its member in bytes that are not UTF-8 raises ValueError naming the shard and the offset.
     """
-    with open(path, "rb") as fh:
-        yield from tar_members_of(fh.read(), path, wanted)
+    yield from tar_members_of(read_local(path)[0], path, wanted)
 
 
 def _shard_members(
@@ -148,9 +129,7 @@ def _shard_members(
         data = read_bytes(path)
         identity: tuple | None = None
     else:
-        with open(path, "rb") as fh:
-            data = fh.read()
-            stat = os.fstat(fh.fileno())
+        data, stat = read_local(path)  # only a regular file: a FIFO in its place is an error, not a hang
         identity = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns, md5)
     if md5 is None:
         yield from tar_members_of(data, url, wanted)
@@ -175,20 +154,24 @@ def _local_tar_samples(
     task: str = "",
     health: ShardHealth = HEALTH,
     cache_dir: str | None = None,
+    max_bad_fraction: float | None = None,
+    shards: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """webdataset stage: shard URLs (local paths) -> samples ``{__key__, __url__, field: bytes}``.
 
     With ``md5`` (url -> the manifest's md5) each shard is checked as it is read; a shard that fails the
     check, or whose tar headers are damaged, gives no sample (or none after the damage), is counted in
-    ``health`` and warned about once."""
+    ``health`` and warned about once. With ``max_bad_fraction`` (the training streams, which resample
+    forever) the reader stops the run once too many of its ``shards`` are damaged (``ShardHealth.check``)."""
     wanted = set(fields)
     for shard in src:
         sample: dict[str, Any] = {}
-        url = shard["url"]
+        url, given, ok = shard["url"], 0, True
         try:
             for key, field, data in _shard_members(url, wanted, (md5 or {}).get(url), cache_dir):
                 if sample and sample["__key__"] != key:
                     yield sample
+                    given += 1
                     sample = {}
                 sample.setdefault("__key__", key)
                 sample["__url__"] = shard["url"]
@@ -196,11 +179,13 @@ def _local_tar_samples(
         except (ValueError, OSError) as exc:  # damaged bytes or header, or a read that kept failing
             if url not in health.last_bad.values():
                 warnings.warn(f"skipping the rest of a shard: {exc}", stacklevel=2)
-            health.record(task, url, ok=False)
-            continue  # the sample being read when the damage was found is dropped with it
-        health.record(task, url, ok=True)
+            ok, sample = False, {}  # the sample being read when the damage was found is dropped with it
         if sample:
             yield sample
+            given += 1
+        health.record(task, url, ok=ok, samples=given)
+        if max_bad_fraction is not None and shards:
+            health.check(task, shards, max_bad_fraction)
 
 
 def tar_stage(
@@ -210,12 +195,15 @@ def tar_stage(
     task: str = "",
     health: ShardHealth = HEALTH,
     cache_dir: str | None = None,
+    max_bad_fraction: float | None = None,
 ) -> Any:
     """The lean reader when every URL is a local file or an fsspec URL (checking each shard's md5 when
-    given); webdataset's general one otherwise (``pipe:`` URLs and the like)."""
+    given; see ``_local_tar_samples`` for ``max_bad_fraction``); webdataset's general one otherwise
+    (``pipe:`` URLs and the like)."""
     if all(is_url(url) or os.path.isfile(url) for url in urls):
         expected = dict(zip(urls, md5, strict=True)) if md5 else None
-        return wds.pipelinefilter(_local_tar_samples)(fields, expected, task, health, cache_dir)
+        stage = wds.pipelinefilter(_local_tar_samples)
+        return stage(fields, expected, task, health, cache_dir, max_bad_fraction, len(set(urls)))
     return wds.tarfile_to_samples(select_files=_selector(fields))
 
 
@@ -227,7 +215,7 @@ def task_pipeline(
     shard_seed, shuffle_seed, crop_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
     stages: list[Any] = [
         wds.ResampledShards(list(spec.urls), seed=shard_seed, worker_seed=lambda: 0, deterministic=True),
-        tar_stage(spec.urls, spec.fields, spec.md5, spec.task, health, spec.cache_dir),
+        tar_stage(spec.urls, spec.fields, spec.md5, spec.task, health, spec.cache_dir, spec.max_bad_fraction),
         wds.shuffle(spec.buffer, initial=min(spec.buffer, 100), seed=shuffle_seed),
         BatchDecoder(
             spec.fields, spec.batch_size, spec.crop, np.random.default_rng(crop_seed), ring, keep_jpeg=spec.keep_jpeg

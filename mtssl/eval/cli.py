@@ -16,7 +16,15 @@ import typer
 app = typer.Typer(help=__doc__, pretty_exceptions_enable=False, add_completion=False, no_args_is_help=True)
 
 
-@app.command()
+PROBE_EPILOG = (  # the image types are mtssl.eval.folders.IMAGE_SUFFIXES (not imported: --help stays fast)
+    "A labelled folder holds one sub-folder of images per class. The probe reads .jpg, .jpeg, .png, .bmp, "
+    ".gif (first frame), .tif, .tiff and .webp files. Every other file (another type, a hidden file, anything "
+    "but a regular file, an image that does not decode) is skipped and reported: one line per reason on stderr, "
+    "each file in the JSON's skipped. A class folder without an image the probe reads is refused."
+)
+
+
+@app.command(epilog=PROBE_EPILOG)
 def probe(
     run: Annotated[Path | None, typer.Option(help="Run folder: reads RUN/trunk.pt, writes RUN/probe-DATA.json")] = None,
     trunk: Annotated[Path | None, typer.Option(help="A trunk.pt file, instead of --run.")] = None,
@@ -51,6 +59,7 @@ def probe(
 ) -> None:
     """Linear and k-NN probes per feature source, beside the same protocol on random-init trunks."""
     from mtssl.eval.probe import ProbeError, ProbeOptions, run_probe
+    from mtssl.model.loading import DamagedWeights
     from mtssl.train.config import ConfigError
 
     try:
@@ -60,7 +69,7 @@ def probe(
             cache_dir=cache_dir, device=device, batch_size=batch_size, norms=norms,
         )  # fmt: skip
         run_probe(options)
-    except (ProbeError, ConfigError, FileNotFoundError) as exc:
+    except (ProbeError, ConfigError, FileNotFoundError, DamagedWeights) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
@@ -77,10 +86,11 @@ def motion(
 ) -> None:
     """The trained motion head as a single-frame segmenter: J per sequence and overall, beside the flow masks."""
     from mtssl.eval.motion import MotionEvalError, evaluate_motion
+    from mtssl.model.loading import DamagedWeights
 
     try:
         evaluate_motion(run=run, videos=videos, masks=masks, size=size, flow=flow, json_out=json_out, device=device)
-    except (MotionEvalError, FileNotFoundError) as exc:
+    except (MotionEvalError, FileNotFoundError, DamagedWeights) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 

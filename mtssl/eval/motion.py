@@ -244,7 +244,11 @@ def iter_sequences(videos: Path, masks: Path, size: int) -> Iterator[tuple[str, 
             label = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
             if label is None:
                 raise Reject("corrupt image", f"ground truth {first.name}")
-            frames = [f.rgb for f in iter_frames(videos, source, 0, OPEN_END, size)]
+            decoded = list(iter_frames(videos, source, 0, OPEN_END, size))
+            damaged = next((f for f in decoded if f.damage), None)  # scored frames must be the real ones
+            if damaged is not None:
+                raise Reject("damaged frame", f"frame {damaged.index}: {damaged.damage}")
+            frames = [f.rgb for f in decoded]
             if not frames:
                 raise Reject("no frames")
             truth = load_ground_truth(gt_dir, label.shape[:2])

@@ -30,8 +30,17 @@ from mtssl.eval.features import (
     random_trunk,
     recalibrate_norms,
 )
-from mtssl.eval.folders import Labelled, data_hash, list_labelled, load_images, split_labelled, typical_side
+from mtssl.eval.folders import (
+    Labelled,
+    data_hash,
+    list_labelled,
+    load_images,
+    no_image_message,
+    split_labelled,
+    typical_side,
+)
 from mtssl.model.loading import LoadedTrunk, load_trunk
+from mtssl.train.distributed import resolve_device
 
 EVAL_ROW = "eval_lasso"
 DEFAULT_SIDE = 224  # the usual linear-evaluation crop (ImageNet: shorter side 256, centre crop 224)
@@ -91,14 +100,17 @@ class Split:
 
 def run_probe(options: ProbeOptions) -> dict[str, Any]:
     """Probe the trunk and its random-init baselines; print the table; write the JSON; return the result."""
+    if options.norms not in NORMS:  # the options first: a mistake is one line before any work
+        raise ProbeError(f"--norms must be one of {', '.join(NORMS)}, not {options.norms!r}")
+    resolve_device(options.device)
     trunk_path = resolve_trunk(options)
     loaded = load_trunk(trunk_path)
     data = load_split(options)
+    if not options.quiet:
+        print_skipped(data.skipped)
     cache = options.cache_dir or default_cache_dir()
     started = time.perf_counter()
 
-    if options.norms not in NORMS:
-        raise ProbeError(f"--norms must be one of {', '.join(NORMS)}, not {options.norms!r}")
     own = options.norms == "own"
     key = cache_key("trunk", file_hash(trunk_path), data.hash, data.size, options.feature_dims)
     if not own:  # the batch size too: the norms are recalibrated with batch statistics
@@ -173,6 +185,11 @@ def load_split(options: ProbeOptions) -> Split:
     size = probe_side(options, train)
     train_images, train_labels, train = load_images(train, size)
     val_images, val_labels, val = load_images(val, size)
+    if options.images is not None:
+        refuse_classes_without_images(Path(options.images), train, val)
+    else:
+        refuse_classes_without_images(Path(options.train), train)
+        refuse_classes_without_images(Path(options.val), val)
     if len(np.unique(train_labels)) < 2:
         raise ProbeError(f"the train images that decode are of {len(np.unique(train_labels))} class; a probe needs 2")
     skipped = {**train.skipped, **val.skipped}
@@ -180,6 +197,17 @@ def load_split(options: ProbeOptions) -> Split:
     return Split(
         train_images, train_labels, val_images, val_labels, train.classes, name, data_hash(train, val), skipped, size
     )
+
+
+def refuse_classes_without_images(root: Path, *parts: Labelled) -> None:
+    """A class folder none of whose files decodes is refused, as an empty one is when listing: a class
+    without a single example would still count in the probe (and in its chance level)."""
+    decoded = {label for part in parts for label in part.labels}
+    for label, name in enumerate(parts[0].classes):
+        if label not in decoded:
+            folder = root / name
+            skips = {path: why for part in parts for path, why in part.skipped.items()}
+            raise ProbeError(no_image_message(folder, {p: w for p, w in skips.items() if folder in Path(p).parents}))
 
 
 def probe_side(options: ProbeOptions, train: Labelled) -> int:
@@ -300,6 +328,26 @@ def write_outputs(result: dict[str, Any], options: ProbeOptions) -> list[Path]:
         write_text_atomic(path, text)
     result["written"] = [str(p) for p in paths]
     return paths
+
+
+def skip_summary(skipped: dict[str, str]) -> list[str]:
+    """One line per reason a file was skipped: how many, why, and the first of them (all are in the JSON)."""
+    by_reason: dict[str, list[str]] = {}
+    for path, reason in skipped.items():
+        by_reason.setdefault(reason, []).append(path)
+    return [
+        f"skipped {len(paths)} file{'s' if len(paths) > 1 else ''}: {reason}; e.g. {paths[0]}"
+        for reason, paths in by_reason.items()
+    ]
+
+
+def print_skipped(skipped: dict[str, str]) -> None:
+    """``skip_summary`` on stderr, a line each however wide (no wrapping, no markup: paths print as they are)."""
+    from rich.console import Console
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    for line in skip_summary(skipped):
+        console.print(line, markup=False)
 
 
 def print_table(result: dict[str, Any]) -> None:

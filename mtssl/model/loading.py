@@ -57,14 +57,45 @@ def trunk_config(network: NetworkConfig) -> TrunkConfig:
     return TrunkConfig(network.depth, network.width, network.channels, network.slim_strides)
 
 
+class DamagedWeights(ValueError):
+    """A trunk export or checkpoint that cannot be read (truncated, overwritten, not written by mtssl)."""
+
+
+def read_weights(path: Path) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` on the CPU; :class:`DamagedWeights` (one line) when the file
+    cannot be read. torch reports a damaged file as RuntimeError, EOFError, UnpicklingError and others."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise DamagedWeights(f"{path} cannot be read, it is truncated or damaged ({reason}); {REWRITE}") from None
+    if not isinstance(payload, dict):
+        raise DamagedWeights(f"{path} is not a file mtssl wrote (it holds a {type(payload).__name__}); {REWRITE}")
+    return payload
+
+
+REWRITE = "copy it again, or resume its run for more steps to write it anew (mtssl-train --out RUN --resume --steps N)"
+
+
 def load_trunk(path: str | Path) -> LoadedTrunk:
-    """Read ``trunk.pt`` (or a run folder holding one) with ``weights_only=True``; eval mode, CPU."""
+    """Read ``trunk.pt`` (or a run folder holding one) with ``weights_only=True``; eval mode, CPU.
+    Raises :class:`DamagedWeights` (one line) for a file that cannot be read or is not a trunk export."""
     path = Path(path)
     if path.is_dir():
         path = path / "trunk.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no trunk export at {path}: train a run first (mtssl-train writes RUN/trunk.pt)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_weights(path)
+    try:
+        return _trunk_from(payload)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise DamagedWeights(f"{path} is not a trunk export mtssl can load ({reason}); {REWRITE}") from None
+
+
+def _trunk_from(payload: dict[str, Any]) -> LoadedTrunk:
     network = network_from_json(payload["network"])
     trunk = ResNetV2Trunk(trunk_config(network))
     trunk.load_state_dict(payload["trunk"])
@@ -88,16 +119,19 @@ def network_from_json(text: str | dict[str, Any]) -> NetworkConfig:
 
 def load_network(run_or_checkpoint: str | Path) -> tuple[MultiTaskNet, int]:
     """The full network (trunk, lasso, every head) of a run's newest checkpoint, in eval mode; and its step."""
-    from mtssl.train.checkpoint import load_checkpoint, load_latest
+    from mtssl.train.checkpoint import DamagedCheckpoints, load_latest
 
     path = Path(run_or_checkpoint)
     if path.is_dir():
-        found = load_latest(path)
+        try:
+            found = load_latest(path)
+        except DamagedCheckpoints as exc:
+            raise DamagedWeights(str(exc)) from None
         if found is None:
             raise FileNotFoundError(f"no checkpoint in {path}")
         state = found[1]
     else:
-        state = load_checkpoint(path)
+        state = read_weights(path)
     net = MultiTaskNet.from_resolved(json.loads(state["network"]))
     net.load_state_dict(state["model"])
     net.eval()

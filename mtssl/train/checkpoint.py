@@ -11,6 +11,8 @@ the newest one unless the disk lost data).
 
 from __future__ import annotations
 
+import errno
+import io
 import random
 import re
 import warnings
@@ -33,22 +35,30 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, rename into place, fsync the folder.
+    """``torch.save`` to memory, then write-then-rename beside ``path`` (fsynced): see the module docstring.
 
-    A failed write (torch reports a full disk as a RuntimeError from its zip writer) removes the
-    temporary file and raises :class:`SaveError` saying where and what to do; the previous checkpoint
-    stays, so ``--resume`` continues from it once there is room."""
+    Serialising to memory first means the disk write is a plain file write, whose failure is an OSError
+    with its errno: a full disk reads "no space left on device", not the zip writer's "unexpected pos"
+    that ``torch.save`` straight to a file gives. The temporary file is removed and :class:`SaveError`
+    says where and what to do; the previous checkpoint stays, so ``--resume`` continues from it."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     tmp = tmp_path(path)
     try:
         with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+            fh.write(buffer.getbuffer())
         finish(tmp, path)
-    except (OSError, RuntimeError) as exc:
+    except OSError as exc:
         tmp.unlink(missing_ok=True)
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
-        raise SaveError(
-            f"could not write {path} ({reason}); free space or fix permissions there, then rerun with --resume"
-        ) from exc
+        raise SaveError(save_failure(path, exc)) from exc
+
+
+def save_failure(path: Path, exc: OSError) -> str:
+    """One line for a failed write: what, where, why in plain words, what to do."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"could not write {path}: no space left on device; free space there, then rerun with --resume"
+    reason = (exc.strerror or str(exc)).lower()
+    return f"could not write {path} ({reason}); fix that (permissions, the disk), then rerun with --resume"
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -12,8 +12,13 @@ from typing import Annotated
 
 import typer
 
+from mtssl.contract.locks import LockHeld
 from mtssl.data.shardsets import ShardSetError
+from mtssl.inputs import MODES
 from mtssl.train.config import (
+    DECAYS,
+    DIST_MODES,
+    OPTIMIZERS,
     ConfigError,
     TrainConfig,
     merge_for_resume,
@@ -22,7 +27,8 @@ from mtssl.train.config import (
 )
 from mtssl.train.damage import DamagedData
 from mtssl.train.errors import SaveError
-from mtssl.train.presets import preset_values
+from mtssl.train.interrupt import Interrupted
+from mtssl.train.presets import PRESETS, preset_values
 
 app = typer.Typer(help=__doc__, pretty_exceptions_enable=False, add_completion=False)
 D = TrainConfig()
@@ -31,6 +37,11 @@ DATA, NET, OPT, RUN = "Data", "Network", "Optimisation", "Run"
 
 def _opt(help: str, panel: str, *names: str, **kw) -> typer.Option:  # noqa: A002 - typer's own word
     return typer.Option(*names, help=help, rich_help_panel=panel, **kw)
+
+
+def _choice(help: str, panel: str, choices: tuple) -> typer.Option:  # noqa: A002
+    """An option with a fixed set of values, shown as ``<a|b|c>``; the config refuses others in one line."""
+    return _opt(help, panel, metavar="<" + "|".join(map(str, choices)) + ">")
 
 
 @app.command()
@@ -47,7 +58,13 @@ def main(
         bool, _opt("Check each shard's md5 as it is read; skip and count a damaged one.", DATA)
     ] = D.check_shards,
     max_bad_fraction: Annotated[
-        float, _opt("Stop when more than this share of a task's shard reads is damaged.", DATA, min=0.0, max=1.0)
+        float,
+        _opt(
+            "Stop when more than this share of a task's shards is damaged (always when all are).",
+            DATA,
+            min=0.0,
+            max=1.0,
+        ),
     ] = D.max_bad_fraction,
     val_shards: Annotated[int, _opt("Shards of every set held out for validation (none if < 3).", DATA, min=0)] = (
         D.val_shards
@@ -82,11 +99,12 @@ def main(
         str | None, _opt("Keep a local copy of each shard read from a bucket here, for later epochs.", DATA)
     ] = D.cache_dir,
     jpeg_decode: Annotated[
-        str, _opt("Where JPEGs are decoded: cpu (loader workers) or device (nvJPEG on CUDA).", DATA)
+        str,
+        _choice("Where JPEGs are decoded: cpu (loader workers) or device (nvJPEG on CUDA).", DATA, ("cpu", "device")),
     ] = D.jpeg_decode,
-    depth: Annotated[int, _opt("Trunk depth: 18, 50 or 101 (paper: 101).", NET)] = D.depth,
+    depth: Annotated[int, _choice("Trunk depth (paper: 101).", NET, (18, 50, 101))] = D.depth,
     width: Annotated[int, _opt("Trunk root width (paper: 64).", NET, min=1)] = D.width,
-    input_mode: Annotated[str, _opt("harmonized (L for every task) or native.", NET)] = D.input_mode,
+    input_mode: Annotated[str, _choice("harmonized (L for every task) or native.", NET, MODES)] = D.input_mode,
     lasso: Annotated[bool, _opt("Learn each task's mix of block-3 units (off: naive trunk).", NET)] = D.lasso,
     augment: Annotated[
         bool, _opt("Fresh crops and flips per step (the tasks' crop/flip options); off: stored samples.", DATA)
@@ -96,28 +114,36 @@ def main(
         list[str] | None, _opt("Task head option, TASK.FIELD=VALUE, e.g. relpos.patch_dim=512 (repeatable).", NET)
     ] = None,
     steps: Annotated[int, _opt("Training steps.", OPT, min=1)] = D.steps,
-    optimizer: Annotated[str, _opt("rmsprop (paper), sgd or adamw.", OPT)] = D.optimizer,
+    optimizer: Annotated[str, _choice("rmsprop (paper), sgd or adamw.", OPT, OPTIMIZERS)] = D.optimizer,
     lr: Annotated[float, _opt("Peak learning rate.", OPT)] = D.lr,
     momentum: Annotated[float, _opt("Momentum of rmsprop and sgd.", OPT)] = D.momentum,
     rmsprop_decay: Annotated[float, _opt("RMSProp decay of the squared-gradient average.", OPT)] = D.rmsprop_decay,
     eps: Annotated[float | None, _opt("Optimizer epsilon; default 1e-3 for rmsprop, 1e-8 for adamw.", OPT)] = D.eps,
     weight_decay: Annotated[float, _opt("Weight decay of conv and linear weights.", OPT)] = D.weight_decay,
     warmup_steps: Annotated[int, _opt("Linear learning-rate warm-up from 0.", OPT, min=0)] = D.warmup_steps,
-    decay: Annotated[str, _opt("Learning-rate decay after warm-up: cosine, step or none.", OPT)] = D.decay,
+    decay: Annotated[str, _choice("Learning-rate decay after warm-up: cosine, step or none.", OPT, DECAYS)] = D.decay,
     final_lr: Annotated[float, _opt("Learning rate at the last step (cosine).", OPT)] = D.final_lr,
     step_every: Annotated[int, _opt("Step decay: steps between drops.", OPT, min=1)] = D.step_every,
     step_gamma: Annotated[float, _opt("Step decay: factor per drop.", OPT)] = D.step_gamma,
     clip_grad: Annotated[float | None, _opt("Clip the global gradient norm to this.", OPT)] = D.clip_grad,
     preset: Annotated[
-        str, _opt("Defaults to start from: paper (the paper's model) or cpu (learns in 30 min on 2 cores).", RUN)
+        str,
+        _choice(
+            "Defaults to start from: paper (the paper's model) or cpu (learns in 30 min on 2 cores).",
+            RUN,
+            tuple(PRESETS),
+        ),
     ] = D.preset,
     seed: Annotated[int, _opt("Seed of the streams, augmentations and initialisation.", RUN)] = D.seed,
-    device: Annotated[str, _opt("auto (CUDA when available), cuda or cpu.", RUN)] = D.device,
+    device: Annotated[
+        str, _opt("auto (CUDA when available), cpu, cuda or cuda:N; checked before any work.", RUN, metavar="DEVICE")
+    ] = D.device,
     amp: Annotated[bool, _opt("bf16 autocast on CUDA.", RUN)] = D.amp,
     channels_last: Annotated[bool, _opt("channels-last memory format on CUDA.", RUN)] = D.channels_last,
     compile: Annotated[bool, _opt("torch.compile the trunk and heads.", RUN)] = D.compile,  # noqa: A002
     distributed: Annotated[
-        str, _opt("Under torchrun: all-tasks (every rank every task) or task-per-rank (the paper's).", RUN)
+        str,
+        _choice("Under torchrun: all-tasks (every rank every task) or task-per-rank (the paper's).", RUN, DIST_MODES),
     ] = D.distributed,
     save_every: Annotated[int, _opt("Checkpoint every N steps (also the data-stream segment).", RUN, min=1)] = (
         D.save_every
@@ -152,12 +178,12 @@ def main(
     except (ConfigError, ShardSetError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    except SaveError as exc:
+    except (SaveError, DamagedData, LockHeld) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    except DamagedData as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    except Interrupted as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(exc.exit_code) from exc
 
 
 def _field(param: str) -> str:

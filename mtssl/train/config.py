@@ -66,7 +66,7 @@ class TrainConfig:
     jpeg_decode: str = "cpu"  # "device": loader workers hand over JPEG bytes, nvJPEG decodes them (CUDA)
     verify: bool = False  # md5 of every shard before training
     check_shards: bool = True  # md5 of every shard as the loader reads it: damaged ones are skipped, counted
-    max_bad_fraction: float = 0.01  # stop when more than this share of a task's shard reads is damaged
+    max_bad_fraction: float = 0.01  # stop when more than this share of a task's shards is damaged (mtssl.data.health)
     val_shards: int = 1  # shards of every set held out for validation (none when a set has fewer than 3)
     val_every: int = 100  # validation loss and metric of every task every N steps (and at the end)
     val_batches: int = 4  # validation mini-batches per task (the same ones every time)
@@ -108,12 +108,21 @@ class TrainConfig:
     progress: bool | None = None  # None: a progress bar when stdout is a terminal
 
     def __post_init__(self) -> None:
-        check(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        check(self.decay in DECAYS, f"--decay must be one of {DECAYS}, got {self.decay!r}")
-        check(self.distributed in DIST_MODES, f"--distributed must be one of {DIST_MODES}, got {self.distributed!r}")
-        check(self.input_mode in MODES, f"--input-mode must be one of {MODES}, got {self.input_mode!r}")
-        check(self.jpeg_decode in ("cpu", "device"), f"--jpeg-decode must be cpu or device, got {self.jpeg_decode!r}")
-        from mtssl.tasks import TASKS  # the registry imports torch: only once a config is made, not for --help
+        for option, choices in (
+            ("optimizer", OPTIMIZERS),
+            ("decay", DECAYS),
+            ("distributed", DIST_MODES),
+            ("input_mode", MODES),
+            ("jpeg_decode", ("cpu", "device")),
+        ):
+            value = getattr(self, option)
+            flag = "--" + option.replace("_", "-")
+            check(value in choices, f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+        from mtssl.model.trunk import UNITS  # these import torch: only once a config is made, not for --help
+        from mtssl.tasks import TASKS
+
+        check(self.depth in UNITS, f"--depth must be one of {', '.join(map(str, sorted(UNITS)))}, got {self.depth}")
+        check(valid_device(self.device), f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
         unknown = sorted(set(self.tasks or ()) - set(TASKS)) + sorted(set(self.task_batch) - set(TASKS))
         check(not unknown, f"unknown task(s) {unknown}; tasks are {', '.join(TASKS)}")
@@ -152,6 +161,20 @@ def tuplify(value: Any) -> Any:
     return value
 
 
+def valid_device(option: str) -> bool:
+    """``auto`` or a device string torch can make (``cpu``, ``cuda``, ``cuda:1``, ``mps``); whether it is
+    present is checked when the run starts (``mtssl.train.distributed.resolve_device``)."""
+    import torch
+
+    if option == "auto":
+        return True
+    try:
+        torch.device(option)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
 def check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -185,6 +208,9 @@ def parse_task_options(items: list[str]) -> dict[str, dict[str, Any]]:
             value = raw
         out.setdefault(task, {})[name] = tuplify(value)
     for task, options in out.items():
+        known = [f.name for f in fields(TASK_CLASSES[task].config_class)]
+        unknown = sorted(set(options) - set(known))
+        check(not unknown, f"--task-opt {task}: no field {', '.join(unknown)}; {task}'s fields: {', '.join(known)}")
         try:
             TASK_CLASSES[task].config_from_plain(options)
         except TypeError as exc:

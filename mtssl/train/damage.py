@@ -1,25 +1,25 @@
-"""Damaged shards seen by the loader: counted per task, logged, and a run that sees too many stops.
+"""Damaged shards seen by the loader, over all its workers: counted per task, logged, and judged.
 
-Each loader worker checks every shard it reads against the manifest's md5 (``mtssl.data.stream``) and
-hands its counts to the trainer with every bundle. A damaged shard's samples never reach the loss;
-this module decides when "skipped and counted" must become "stop": when the damaged share of a task's
-shard reads passes ``--max-bad-fraction``, judged once there are enough reads that a single damaged
-read cannot pass it alone (``1 / max_bad_fraction`` reads; 0 stops at the first damaged shard).
+Each loader worker checks every shard it reads against the manifest's md5 (``mtssl.data.stream``),
+stops the run itself when what it saw is enough (``mtssl.data.health``), and hands its counts to the
+trainer with every bundle. This tracker judges the union of what every worker saw by the same rule
+(more than ``--max-bad-fraction`` of a task's shards damaged, or all of them), and gives the log its
+``bad_shards`` (damaged shard reads per task).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from mtssl.data.health import DamagedData, verdict
 
-class DamagedData(RuntimeError):
-    """Too many damaged shards: the run stops rather than train on a thinned, skewed stream."""
+__all__ = ["DamageTracker", "DamagedData"]
 
 
 class DamageTracker:
-    def __init__(self, max_bad_fraction: float) -> None:
+    def __init__(self, max_bad_fraction: float, shards: dict[str, int] | None = None) -> None:
         self.max_bad_fraction = max_bad_fraction
+        self.shards = dict(shards or {})  # task -> shards its stream draws from
         self.workers: dict[int, dict[str, Any]] = {}  # each worker's latest (cumulative) snapshot
 
     def update(self, snapshot: dict[str, Any] | None) -> None:
@@ -40,14 +40,18 @@ class DamageTracker:
         """task -> damaged shard reads, for the tasks that had any (the log's ``bad_shards``)."""
         return {task: bad for task, (_, bad) in sorted(self.counts().items()) if bad}
 
+    def damaged_shards(self) -> dict[str, list[str]]:
+        """task -> the distinct damaged shards any worker found."""
+        out: dict[str, list[str]] = {}
+        for snap in self.workers.values():
+            for task, urls in snap.get("damaged", {}).items():
+                found = out.setdefault(task, [])
+                found.extend(url for url in urls if url not in found)
+        return out
+
     def check(self) -> None:
-        """Raise :class:`DamagedData` naming the task and a damaged shard when the share is too high."""
-        needed = 1 if self.max_bad_fraction <= 0 else math.ceil(1 / self.max_bad_fraction)
-        for task, (reads, bad) in sorted(self.counts().items()):
-            if bad and reads >= needed and bad / reads > self.max_bad_fraction:
-                last = next(s["last_bad"][task] for s in self.workers.values() if task in s["last_bad"])
-                raise DamagedData(
-                    f"{task}: {bad} of {reads} shard reads were damaged (last: {last}), more than "
-                    f"--max-bad-fraction {self.max_bad_fraction}. Check the set with `mtssl-data verify` and "
-                    "rebuild it (the build resumes: rerun it after removing the damaged shards)"
-                )
+        """Raise :class:`DamagedData` naming the task, the set and a damaged shard when too many are damaged."""
+        for task, urls in sorted(self.damaged_shards().items()):
+            reason = verdict(task, urls, self.shards.get(task, len(urls)), self.max_bad_fraction)
+            if reason is not None:
+                raise DamagedData(reason)

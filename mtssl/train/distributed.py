@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mtssl.train.config import ConfigError
+from mtssl.train.config import ConfigError, valid_device
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,18 @@ def resolve_device(option: str, local_rank: int = 0) -> torch.device:
     """``auto``: this rank's GPU when CUDA is available, else the CPU; ``cuda`` or ``cpu`` to force one."""
     if option == "auto":
         option = "cuda" if torch.cuda.is_available() else "cpu"
-    if option == "cuda":
+    if not valid_device(option):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {option!r}")
+    device = torch.device(option)
+    if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda, but torch sees no CUDA device")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device(option)
+            raise ConfigError(f"--device {option}, but torch sees no CUDA device (torch {torch.__version__})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {option}, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+        return device if device.index is not None else torch.device("cuda", local_rank % torch.cuda.device_count())
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {option}, but this torch has no MPS backend here")
+    return device
 
 
 def setup(device_option: str) -> DistEnv:

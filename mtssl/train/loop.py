@@ -39,13 +39,27 @@ from mtssl.train import distributed as ddp
 from mtssl.train.config import ConfigError, TrainConfig
 from mtssl.train.damage import DamageTracker
 from mtssl.train.early_stop import EarlyStop
+from mtssl.train.interrupt import Interrupted, signal_name, sigterm_as_interrupt
 from mtssl.train.logging import LOG_FILE, RunLog, Window, progress_bar
 from mtssl.train.plots import CURVES_FILE, LASSO_FILE, write_plots
+from mtssl.train.run_folder import resume_point, run_folder_lock
 from mtssl.train.schedule import warmup_then_decay
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Run (or with ``resume`` continue) a training run; returns the last log record."""
+    """Run (or with ``resume`` continue) a training run; returns the last log record. The run folder is
+    locked while it runs (a second writer refuses, naming this one); Ctrl-C or SIGTERM ends it with
+    :class:`~mtssl.train.interrupt.Interrupted`."""
+    out = Path(cfg.out)
+    with run_folder_lock(out), sigterm_as_interrupt():
+        return _train(cfg, out, resume)
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any]:
+    found = resume_point(out, resume, cfg.steps)
+    if found is not None and int(found[1]["step"]) == cfg.steps:
+        print(f"nothing to do: {out} is already at step {cfg.steps} of {cfg.steps} (ask for more with --steps)")
+        return {"step": cfg.steps, "event": "end"}
     # ============ distributed set-up, device, seeds ============
     env = ddp.setup(cfg.device)
     seed_everything(cfg.seed)  # the same initial network on every rank; data and augmentations are per rank
@@ -56,15 +70,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             require_backend()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    out = Path(cfg.out)
-    try:
-        found = ckpt.load_latest(out) if resume else None
-    except ckpt.DamagedCheckpoints as exc:
-        raise ConfigError(f"--resume: {exc}") from None
-    if resume and found is None:
-        raise ConfigError(f"--resume: no checkpoint in {out}")
-    if not resume and ckpt.checkpoints(out):
-        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
 
     # ============ shard sets: find them, check them against the run ============
     sets = open_sets(cfg.shards, TASK_CLASSES, cfg.tasks, cfg.verify)
@@ -126,72 +131,78 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         ckpt.write_text_atomic(out / "config.json", json.dumps(json.loads(cfg.to_json()), indent=1) + "\n")
     record: dict[str, Any] = {}
     window, data = Window(), None
-    damage = DamageTracker(cfg.max_bad_fraction)
-    with progress_bar(cfg.progress if env.is_main else False, cfg.steps, start) as bar:
-        for step in range(start, cfg.steps):
-            if data is None or step % cfg.save_every == 0:  # a new stream segment (see mtssl.data.stream)
-                data = iter(loader)
-                generator.manual_seed(augment_seed(cfg.seed, env.rank, step))
-            tic = time.perf_counter()
-            bundle = next(data)
-            damage.update(bundle.pop(HEALTH_KEY, None))
-            batches = to_device(bundle, env.device)
-            stream.release(bundle)
-            waited = time.perf_counter() - tic
-            for group in optimizer.param_groups:
-                group["lr"] = float(lrs[step])
-            stopped = stopper.stopped
-            if stopped and drop_stopped:
-                batches = {task: batch for task, batch in batches.items() if task not in stopped}
-            loss, metrics = model(batches, generator, {**weights, **dict.fromkeys(stopped, 0.0)})
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if stopped and not drop_stopped:
-                freeze_grads(net, stopped)
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
-            optimizer.step()
-            window.add(loss, metrics, waited)
-            done = step + 1
+    damage = DamageTracker(cfg.max_bad_fraction, {s.task: len(set(s.urls)) for s in specs})
+    done = start
+    try:
+        with progress_bar(cfg.progress if env.is_main else False, cfg.steps, start) as bar:
+            for step in range(start, cfg.steps):
+                if data is None or step % cfg.save_every == 0:  # a new stream segment (see mtssl.data.stream)
+                    data = iter(loader)
+                    generator.manual_seed(augment_seed(cfg.seed, env.rank, step))
+                tic = time.perf_counter()
+                bundle = next(data)
+                damage.update(bundle.pop(HEALTH_KEY, None))
+                batches = to_device(bundle, env.device)
+                stream.release(bundle)
+                waited = time.perf_counter() - tic
+                for group in optimizer.param_groups:
+                    group["lr"] = float(lrs[step])
+                stopped = stopper.stopped
+                if stopped and drop_stopped:
+                    batches = {task: batch for task, batch in batches.items() if task not in stopped}
+                loss, metrics = model(batches, generator, {**weights, **dict.fromkeys(stopped, 0.0)})
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if stopped and not drop_stopped:
+                    freeze_grads(net, stopped)
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
+                optimizer.step()
+                window.add(loss, metrics, waited)
+                done = step + 1
 
-            validating = done % cfg.val_every == 0 or done == cfg.steps
-            scores = validate(net, val, cfg.seed, env.device) if validating else {}
-            if validating and cfg.early_stop:
-                stop_tasks(stopper, scores, done, env, log)
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                record = {
-                    **log_record(window, net, cfg, env, per_task_ranks, done, float(lrs[step]), stopper.stopped),
-                    **scores,
-                }
-                if damage.damaged():
-                    record["bad_shards"] = damage.damaged()
-                log.write(record)
-                damage.check()
-                bar.update(done, record["loss"])
-                window = Window()
-            else:
-                if scores:
-                    log.write({"step": done, "event": "val", **scores})
-                bar.update(done)
+                validating = done % cfg.val_every == 0 or done == cfg.steps
+                scores = validate(net, val, cfg.seed, env.device) if validating else {}
+                if validating and cfg.early_stop:
+                    stop_tasks(stopper, scores, done, env, log)
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    record = {
+                        **log_record(window, net, cfg, env, per_task_ranks, done, float(lrs[step]), stopper.stopped),
+                        **scores,
+                    }
+                    if damage.damaged():
+                        record["bad_shards"] = damage.damaged()
+                    log.write(record)
+                    damage.check()
+                    bar.update(done, record["loss"])
+                    window = Window()
+                else:
+                    if scores:
+                        log.write({"step": done, "event": "val", **scores})
+                    bar.update(done)
 
-            # ============ save: atomic checkpoint and trunk export ============
-            if env.is_main and (done % cfg.save_every == 0 or done == cfg.steps):
-                state = {
-                    "step": done,
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": ckpt.rng_state(generator),
-                    "early_stop": stopper.state_dict(),
-                    "lasso": net.lasso_weights().cpu(),
-                    "config": cfg.to_json(),
-                    "network": network_json,
-                    "manifests": hashes,
-                    "world_size": env.world_size,
-                    "versions": versions(),
-                }
-                ckpt.save_checkpoint(out, state, cfg.keep)
-                ckpt.export_trunk(out, net, network_json, done)
-                write_plots(out)
+                # ============ save: atomic checkpoint and trunk export ============
+                if env.is_main and (done % cfg.save_every == 0 or done == cfg.steps):
+                    state = {
+                        "step": done,
+                        "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": ckpt.rng_state(generator),
+                        "early_stop": stopper.state_dict(),
+                        "lasso": net.lasso_weights().cpu(),
+                        "config": cfg.to_json(),
+                        "network": network_json,
+                        "manifests": hashes,
+                        "world_size": env.world_size,
+                        "versions": versions(),
+                    }
+                    ckpt.save_checkpoint(out, state, cfg.keep)
+                    ckpt.export_trunk(out, net, network_json, done)
+                    write_plots(out)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (mtssl.train.interrupt)
+        kept = ckpt.checkpoints(out)
+        last, last_step = (kept[-1][1], kept[-1][0]) if kept else (None, 0)
+        raise Interrupted(signal_name(exc), done, cfg.steps, out, last, last_step) from None
 
     # ============ end: every rank holds the same parameters ============
     digests = ddp.gather_digests(ddp.param_digest(net))
@@ -279,7 +290,16 @@ def task_spec(
     checksums = tuple(md5[url] for url in urls) if md5 else ()
     fields = fields_for(net.keys(sset.task))
     return TaskSpec(
-        sset.task, tuple(urls), fields, run.batch_size, crop, cfg.shuffle_buffer, checksums, keep_jpeg, cfg.cache_dir
+        sset.task,
+        tuple(urls),
+        fields,
+        run.batch_size,
+        crop,
+        cfg.shuffle_buffer,
+        checksums,
+        keep_jpeg,
+        cfg.cache_dir,
+        cfg.max_bad_fraction,
     )
 
 

@@ -23,7 +23,7 @@ class MaskConfig:
     preset: str = "medium"  # ours, DAVIS: DIS preset; "fast": J 0.49 instead of 0.57, 2.2x the speed
     refine_iters: int | None = 2  # ours, DAVIS: DIS variational refinement iterations (None: the preset's 5:
     #   the same J, 25% slower; 0: J 0.55)
-    gaps: tuple[int, ...] = (1, 2)  # ours, DAVIS: partner offsets (frames at 25-30 fps); (1,) 0.52, (1, 3) 0.54
+    gaps: tuple[int, ...] = (1, 2)  # ours, DAVIS: partner offsets (frames at 25-30 fps); 1: J 0.52, 1,3: J 0.54
     bidirectional: bool = True  # ours, DAVIS: partners before t too; forward only 0.45 (forward (3,): 0.26)
     combine: str = "min"  # ours, DAVIS: "min" over pairs 0.57; "directional" (min over directions of the
     #   max over gaps: keeps an object that pauses for one gap) 0.44

@@ -63,7 +63,11 @@ def pictures_of(frames: list[np.ndarray], truth: list[np.ndarray], rows: list[di
 def score_source(
     videos: Path, masks: Path, source: VideoSource, cfg: MaskConfig, size: int, flow, pictures: dict | None = None
 ) -> dict:
-    frames = [f.rgb for f in iter_frames(videos, source, 0, OPEN_END, size)]
+    decoded = list(iter_frames(videos, source, 0, OPEN_END, size))
+    damaged = next((f for f in decoded if f.damage), None)  # scored frames must be the real ones
+    if damaged is not None:
+        raise Reject("damaged frame", f"frame {damaged.index}: {damaged.damage}")
+    frames = [f.rgb for f in decoded]
     if not frames:
         raise Reject("no frames")
     truth = load_ground_truth(masks / sequence_name(source), frames[0].shape[:2])

@@ -5,7 +5,9 @@ frame indices (one Ray task each) and packs segments into shards by the frames t
 Running a segment decodes its frames in order at the recipe's working size, and the ``reach`` frames on
 each side of it; every ``stride``-th frame is handed to the recipe with the decoded frames around it once
 the frames ``reach`` after it are decoded (or the video has ended). A frame ends as a sample, or as a
-filtered row with its reason; a video that cannot be read is rejected.
+filtered row with its reason; a video that cannot be read is rejected. A damaged frame (``Frame.damage``:
+marked corrupt by the decoder, undecodable, predicted from such a frame) is filtered before the recipe sees
+it, and so is a frame with a damaged frame within ``reach`` (a partner the recipe could pick).
 
 A video recipe's config has ``size``, ``stride``, ``frame_limit``, ``segment_frames``, ``min_source_side``
 and ``reach``; its per-sample function is ``make_sample(frame, window, cfg, state)`` with ``window`` the
@@ -86,6 +88,21 @@ def video_units(root: Path, source: VideoSource, cfg: Any) -> list[dict[str, Any
     return [{**unit, "start": start, "stop": stop} for start, stop in spans]
 
 
+DAMAGED, DAMAGED_NEIGHBOUR = "damaged frame", "damaged neighbour"
+
+
+def damage_filter(frame: Frame, window: dict[int, Frame], reach: int) -> tuple[str, str] | None:
+    """(reason, detail) when ``frame`` is damaged or the nearest damaged frame lies within ``reach`` of it, else
+    None. Every partner a recipe may pick lies within reach, so none is ever masked against a damaged frame."""
+    if frame.damage is not None:
+        return DAMAGED, frame.damage
+    for index in sorted(range(frame.index - reach, frame.index + reach + 1), key=lambda i: abs(i - frame.index)):
+        other = window.get(index)
+        if other is not None and other.damage is not None:
+            return DAMAGED_NEIGHBOUR, f"frame {index}: {other.damage}"
+    return None
+
+
 def expected_samples(unit: dict[str, Any], cfg: Any, open_weight: int) -> int:
     """How many frames a segment considers (an open-ended one counts as a full shard)."""
     if unit["stop"] >= OPEN_END:
@@ -106,6 +123,10 @@ class Segment:
 
     def emit(self, frame: Frame, window: dict[int, Frame]) -> None:
         """One considered frame through the recipe: a sample, or a filtered row with its reason."""
+        damaged = damage_filter(frame, window, self.cfg.reach)
+        if damaged is not None:
+            self.result.reject(self.source, self.shard, *damaged, frame=frame.index, kind="filtered")
+            return
         try:
             output = self.recipe.make_sample(frame, window, self.cfg, self.state)
         except Filtered as exc:

@@ -281,3 +281,16 @@ def test_an_input_that_vanishes_mid_build_stops_it_in_one_line_and_the_rerun_com
     clean = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "clean")])
     assert clean.exit_code == 0
     assert (out / MANIFEST_FILE).read_bytes() == (tmp_path / "clean" / MANIFEST_FILE).read_bytes()
+
+
+def test_a_build_into_an_existing_file_says_so_in_one_line(sample_images, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = tmp_path / "notes.txt"
+    out.write_text("mine\n")
+    result = CliRunner().invoke(app, ["build", "color", "--images", str(sample_images), "--out", str(out)])
+    assert result.exit_code == 2  # a usage error, as the CLI's other option mistakes
+    assert " ".join(result.output.split()) == f"error: {out} is a file, not a folder: choose a folder for the set"
+    assert out.read_text() == "mine\n"

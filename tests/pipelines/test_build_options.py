@@ -50,7 +50,7 @@ def test_options_reach_the_config_nested_and_tuples_included(tmp_path):
     assert result.exit_code == 0, result.output
     assert captured[0][1] == dataclasses.replace(ExemplarRecipeConfig(), views=6, scale_range=(0.5, 2.0))
     result, captured = invoke(
-        "motion", "--quality", "fast", "--mask-min-fg", "0.05", "--mask-gaps", "1", "--mask-gaps", "4",
+        "motion", "--quality", "fast", "--mask-min-fg", "0.05", "--mask-gaps", "1,4",
         "--stride", "3", tmp_path=tmp_path,
     )  # fmt: skip
     assert result.exit_code == 0, result.output

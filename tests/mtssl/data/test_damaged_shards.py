@@ -59,11 +59,30 @@ def test_without_the_check_damaged_bytes_go_unnoticed(shard_root, tmp_path, tiny
     assert all("bad_shards" not in r for r in read_log(Path(cfg.out) / LOG_FILE))
 
 
-def test_the_tracker_judges_only_after_enough_reads():
-    tracker = DamageTracker(max_bad_fraction=0.1)
-    tracker.update({"worker": 0, "good": {"color": 3}, "bad": {"color": 1}, "last_bad": {"color": "a.tar"}})
-    tracker.check()  # 4 reads: too few for a share of 0.1 to mean anything
-    tracker.update({"worker": 1, "good": {"color": 5}, "bad": {"color": 1}, "last_bad": {"color": "b.tar"}})
-    assert tracker.counts() == {"color": (10, 2)} and tracker.damaged() == {"color": 2}
-    with pytest.raises(DamagedData, match="2 of 10"):
+def test_the_tracker_judges_distinct_shards_over_every_worker():
+    tracker = DamageTracker(max_bad_fraction=0.1, shards={"color": 20})
+    tracker.update(
+        {"worker": 0, "good": {"color": 3}, "bad": {"color": 1}, "last_bad": {}, "damaged": {"color": ["a.tar"]}}
+    )
+    tracker.update(
+        {
+            "worker": 1,
+            "good": {"color": 5},
+            "bad": {"color": 2},
+            "last_bad": {},
+            "damaged": {"color": ["a.tar", "b.tar"]},
+        }
+    )
+    tracker.check()  # 2 of 20 shards: not more than a tenth
+    assert tracker.counts() == {"color": (11, 3)} and tracker.damaged() == {"color": 3}
+    tracker.update(
+        {
+            "worker": 0,
+            "good": {"color": 3},
+            "bad": {"color": 2},
+            "last_bad": {},
+            "damaged": {"color": ["a.tar", "c.tar"]},
+        }
+    )
+    with pytest.raises(DamagedData, match="3 of its 20 shards"):
         tracker.check()

@@ -8,7 +8,17 @@ import cv2
 import numpy as np
 import pytest
 
-from mtssl.eval.folders import Labelled, data_hash, list_labelled, load_images, load_square, split_labelled
+from mtssl.eval.folders import (
+    HIDDEN,
+    NOT_IMAGE_TYPE,
+    NOT_IN_CLASS,
+    Labelled,
+    data_hash,
+    list_labelled,
+    load_images,
+    load_square,
+    split_labelled,
+)
 
 
 def write_image(path: Path, bgr: tuple[int, int, int], shape: tuple[int, int] = (48, 48)) -> Path:
@@ -42,7 +52,11 @@ def test_list_labelled_finds_every_class_image(labelled: Path):
     assert list(data.labels) == [0] * 4 + [1] * 6 + [2] * 2
     assert all(p.suffix.lower() in {".png", ".jpg", ".jpeg"} for p in data.paths)
     assert {p.parent.name for p in data.paths if data.labels[data.paths.index(p)] == 1} == {"dog", "sub"}
-    assert data.skipped == {}
+    assert data.skipped == {  # everything else under the folder is reported, with its reason
+        str(labelled / ".hidden"): HIDDEN,
+        str(labelled / "stray.png"): NOT_IN_CLASS,
+        str(labelled / "dog" / "notes.txt"): NOT_IMAGE_TYPE,
+    }
 
 
 def test_list_labelled_takes_the_train_splits_class_order(labelled: Path):
@@ -107,8 +121,9 @@ def test_load_images_skips_undecodable_files_with_a_reason(labelled: Path):
     images, labels, kept = load_images(data, 16)
     assert images.shape == (12, 16, 16, 3) and images.dtype == np.uint8
     assert labels.dtype == np.int64 and labels.tolist() == list(kept.labels)
-    assert set(kept.skipped) == {str(bad), str(labelled / "cat" / "empty.png")}
-    assert all("decod" in reason for reason in kept.skipped.values())
+    undecodable = {str(bad), str(labelled / "cat" / "empty.png")}
+    assert set(kept.skipped) == set(data.skipped) | undecodable  # the listing's skips are kept
+    assert all("decod" in kept.skipped[path] for path in undecodable)
     assert bad not in kept.paths
     red = images[kept.paths.index(labelled / "cat" / "c0.png")]
     assert tuple(red[8, 8]) == (200, 0, 0)
