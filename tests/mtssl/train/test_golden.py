@@ -1,7 +1,8 @@
 """Refactors change no byte and no behaviour: the tiny shard sets and a fixed-seed CPU run match the recording.
 
 ``tests/golden/fingerprints.json`` holds the sha256 of every tar of the trainer's tiny sets (built by the real
-producer from scikit-image's photos and synthetic videos), which are exact by construction, and a sketch of
+producer from scikit-image's photos and synthetic videos), which are exact by construction for one OpenCV
+build and SIMD level (``opencv_simd``: AVX2 or not, the one dispatch measured to change a byte), and a sketch of
 every tensor of a 4-step, fixed-seed, four-task checkpoint, with the library versions that made them.
 
 Floating point is not bit-exact across CPU models, SIMD kernels (AVX-512, AVX2, scalar) and thread counts,
@@ -43,8 +44,20 @@ TOLERANCE = 1e-3
 PAPER_TASKS = ("relpos", "color", "exemplar", "motion")  # the tasks before rotation joined: their bytes must stay
 
 
+def opencv_simd() -> str:
+    """Whether OpenCV dispatches its AVX2 kernels here: the one CPU feature measured to change shard bytes
+    (with ``OPENCV_CPU_DISABLE=AVX2`` an exemplar shard differs; without AVX-512 or AVX-VNNI none does)."""
+    features = cv2.getCPUFeaturesLine().split()
+    return "avx2" if "*AVX2" in features else "no avx2"
+
+
 def environment() -> dict[str, str]:
-    return {"opencv": cv2.__version__, "numpy": np.__version__, "torch": torch.__version__}
+    return {
+        "opencv": cv2.__version__,
+        "opencv_simd": opencv_simd(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+    }
 
 
 def shard_hashes(shard_root: Path) -> dict[str, str]:
@@ -115,7 +128,7 @@ def golden(section: str, keys: tuple[str, ...]) -> dict:
         pytest.skip(f"no {GOLDEN.name}: record it with MTSSL_RECORD_GOLDEN=1")
     recorded = json.loads(GOLDEN.read_text())
     env = environment()
-    differs = {k: (recorded["environment"][k], env[k]) for k in keys if recorded["environment"][k] != env[k]}
+    differs = {k: (recorded["environment"].get(k), env[k]) for k in keys if recorded["environment"].get(k) != env[k]}
     if differs:
         pytest.skip(f"recorded with other {', '.join(differs)}: {differs}")
     if section not in recorded:
@@ -136,7 +149,7 @@ def test_the_tiny_shard_sets_have_the_recorded_bytes(shard_root):
     assert {name.split("/")[0] for name in hashes} >= {"relpos", "color", "exemplar", "motion"}
     if RECORD:
         record("shards", hashes)
-    expected = golden("shards", ("opencv", "numpy"))
+    expected = golden("shards", ("opencv", "opencv_simd", "numpy"))
     changed = sorted(name for name in expected if hashes.get(name) != expected[name])
     assert not changed and set(hashes) == set(expected), f"shards whose bytes changed: {changed}"
 
@@ -152,7 +165,7 @@ def test_a_fixed_seed_run_has_the_recorded_weights(tiny_config):
     assert len(tensors) > 50
     if RECORD:
         record("checkpoint_sketch", sketch(tensors))
-    expected = golden("checkpoint_sketch", ("opencv", "numpy", "torch"))
+    expected = golden("checkpoint_sketch", ("opencv", "opencv_simd", "numpy", "torch"))
     assert set(tensors) == set(expected["projections"]) | set(expected["exact"]), "the checkpoint's tensors changed"
     for name, entry in expected["projections"].items():
         assert list(tensors[name].shape) == entry["shape"], f"{name}: shape {tensors[name].shape}"
