@@ -38,10 +38,21 @@ def main(
     random_seeds: Annotated[int, typer.Option(help="Random-init trunks of the probes' baseline rows.", min=1)] = 3,
 ) -> None:
     """Sample -> shards -> pretraining -> probes -> report, on the embedded sample."""
-    build_shards(data, shards, workers)
-    trained = pretrain(shards, run, steps, workers)
-    probes = probe_all(run, data / "labelled", random_seeds)
-    page = write_report(run, report)
+    from mtssl.contract.interrupts import exit_code, signal_name, sigterm_as_interrupt
+    from mtssl.train.interrupt import Interrupted
+
+    try:
+        with sigterm_as_interrupt():
+            build_shards(data, shards, workers)
+            trained = pretrain(shards, run, steps, workers)
+            probes = probe_all(run, data / "labelled", random_seeds)
+            page = write_report(run, report)
+    except Interrupted as exc:
+        typer.echo(f"{exc}; or rerun mtssl-demo, which starts the training again", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt as exc:
+        typer.echo(f"interrupted ({signal_name(exc)}); rerun mtssl-demo: finished shard sets are kept", err=True)
+        raise typer.Exit(exit_code(exc)) from None
     typer.echo("\n".join(["", "demo done:", f"  sample     {data}", f"  shards     {shards}/<task> (previews inside)"]))
     typer.echo(f"  run        {run} ({trained}); trunk {run / 'trunk.pt'}")
     for name, path in probes.items():

@@ -12,6 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from mtssl.contract import locations as loc
+from mtssl.contract.interrupts import exit_code, signal_name, sigterm_as_interrupt
 from mtssl.contract.locations import LocationError
 from mtssl.contract.locks import LockHeld
 from pipelines.build_options import build_command
@@ -104,19 +106,35 @@ def os_error_line(exc: OSError, out: str | Path) -> str:
     )
 
 
+def interrupted_line(exc: KeyboardInterrupt, task: str, out: str | Path) -> str:
+    """One line for a build stopped by a signal: the finished shards stay, the same command resumes."""
+    try:
+        done = sum(1 for name in loc.listing(out) if name.startswith(f"{task}-") and name.endswith(".tar"))
+    except (OSError, ValueError):
+        done = 0
+    return (
+        f"interrupted ({signal_name(exc)}): {done} finished shard(s) in {out} are kept; rerun the same command "
+        "to resume"
+    )
+
+
 def _report(task: str, out: str | Path, run: Callable[..., Any], replace_own: bool = False) -> None:
     """Run a build; print its summary, or a clear error and exit 2. With ``replace_own`` (the demo, whose
     output folders are its own), a folder holding another build is rebuilt, and the console says so."""
     from pipelines.plan import PlanMismatch
 
     try:
-        try:
-            report = run()
-        except PlanMismatch as exc:
-            if not replace_own:
-                raise
-            console.print(f"{out}: replacing the demo's earlier build ({' '.join(str(exc).split())[:160]}...)")
-            report = run(overwrite=True)
+        with sigterm_as_interrupt():
+            try:
+                report = run()
+            except PlanMismatch as exc:
+                if not replace_own:
+                    raise
+                console.print(f"{out}: replacing the demo's earlier build ({' '.join(str(exc).split())[:160]}...)")
+                report = run(overwrite=True)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say what is kept and how to go on
+        console.print(interrupted_line(exc, task, out), soft_wrap=True, highlight=False)
+        raise typer.Exit(exit_code(exc)) from None
     except LockHeld as exc:  # another build writes there: one unwrapped line naming it
         console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None

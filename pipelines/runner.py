@@ -7,8 +7,11 @@ stats file exists) are skipped, so a rerun after an interruption resumes; the ma
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +50,29 @@ def init_ray(workers: int, address: str | None) -> float:
         return 0.0
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     start = time.perf_counter()
+    with keep_sigterm_handler():  # ray.init installs sys.exit(15) on SIGTERM; the CLI's own line is kept
+        _start_ray(workers, address)
+    warm = ray.remote(num_cpus=1)(_import_shard_job)
+    ray.get([warm.remote() for _ in range(max(1, workers))])
+    return time.perf_counter() - start
+
+
+@contextmanager
+def keep_sigterm_handler():
+    """Restore the SIGTERM handler in place before the block (in the main thread, where one can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start_ray(workers: int, address: str | None) -> None:
+    import ray
+
     if address:
         import mtssl
         import pipelines
@@ -56,9 +82,6 @@ def init_ray(workers: int, address: str | None) -> float:
         )
     else:
         ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    warm = ray.remote(num_cpus=1)(_import_shard_job)
-    ray.get([warm.remote() for _ in range(max(1, workers))])
-    return time.perf_counter() - start
 
 
 def _import_shard_job() -> int:

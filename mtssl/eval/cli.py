@@ -8,6 +8,8 @@ feature source, beside the same protocol on randomly initialised trunks of the s
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -68,10 +70,24 @@ def probe(
             random_seeds=random_seeds, knn_k=knn_k, feature_dims=feature_dims, eval_l1=eval_l1, json_out=json_out,
             cache_dir=cache_dir, device=device, batch_size=batch_size, norms=norms,
         )  # fmt: skip
-        run_probe(options)
+        with interruptible("the features already extracted are cached"):
+            run_probe(options)
     except (ProbeError, ConfigError, FileNotFoundError, DamagedWeights) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+@contextmanager
+def interruptible(kept: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM end the command in one line (exit 130 / 143), saying what is kept."""
+    from mtssl.contract.interrupts import exit_code, signal_name, sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt as exc:
+        typer.echo(f"interrupted ({signal_name(exc)}); {kept}: rerun the same command", err=True)
+        raise typer.Exit(exit_code(exc)) from None
 
 
 @app.command()
@@ -89,7 +105,8 @@ def motion(
     from mtssl.model.loading import DamagedWeights
 
     try:
-        evaluate_motion(run=run, videos=videos, masks=masks, size=size, flow=flow, json_out=json_out, device=device)
+        with interruptible("nothing was written"):
+            evaluate_motion(run=run, videos=videos, masks=masks, size=size, flow=flow, json_out=json_out, device=device)
     except (MotionEvalError, FileNotFoundError, DamagedWeights) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -84,7 +84,9 @@ def main(
         float, _opt("How far above its best validation loss counts, as a share (0.2: 20%).", RUN, min=0.0)
     ] = D.early_stop_margin,
     batch_size: Annotated[int, _opt("Mini-batch per task and rank.", DATA, min=1)] = D.batch_size,
-    task_batch: Annotated[list[str] | None, _opt("Per-task batch, TASK=N (repeatable).", DATA)] = None,
+    task_batch: Annotated[
+        list[str] | None, _opt("Per-task batch, TASK=N (repeatable).", DATA, metavar="TASK=N")
+    ] = None,
     patch_size: Annotated[
         int | None, _opt("Relpos patch / exemplar view side the sets must have been built with.", DATA)
     ] = D.patch_size,
@@ -111,7 +113,12 @@ def main(
     ] = D.augment,
     l1: Annotated[float, _opt("L1 penalty on the lasso weights.", NET)] = D.l1,
     task_opt: Annotated[
-        list[str] | None, _opt("Task head option, TASK.FIELD=VALUE, e.g. relpos.patch_dim=512 (repeatable).", NET)
+        list[str] | None,
+        _opt(
+            "Task head option, TASK.FIELD=VALUE, e.g. relpos.patch_dim=512 (repeatable).",
+            NET,
+            metavar="TASK.FIELD=VALUE",
+        ),
     ] = None,
     steps: Annotated[int, _opt("Training steps.", OPT, min=1)] = D.steps,
     optimizer: Annotated[str, _choice("rmsprop (paper), sgd or adamw.", OPT, OPTIMIZERS)] = D.optimizer,

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtssl.contract.interrupts import signal_name, sigterm_as_interrupt
 from mtssl.data.device_decode import require_backend
 from mtssl.data.shardsets import ShardSet, ShardSetError, check_run, manifest_hashes, open_sets
 from mtssl.data.stream import HEALTH_KEY, StepStream, TaskSpec, fields_for, fixed_batches, make_loader, to_device
@@ -39,7 +40,7 @@ from mtssl.train import distributed as ddp
 from mtssl.train.config import ConfigError, TrainConfig
 from mtssl.train.damage import DamageTracker
 from mtssl.train.early_stop import EarlyStop
-from mtssl.train.interrupt import Interrupted, signal_name, sigterm_as_interrupt
+from mtssl.train.interrupt import Interrupted
 from mtssl.train.logging import LOG_FILE, RunLog, Window, progress_bar
 from mtssl.train.plots import CURVES_FILE, LASSO_FILE, write_plots
 from mtssl.train.run_folder import resume_point, run_folder_lock

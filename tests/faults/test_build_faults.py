@@ -294,3 +294,41 @@ def test_a_build_into_an_existing_file_says_so_in_one_line(sample_images, tmp_pa
     assert result.exit_code == 2  # a usage error, as the CLI's other option mistakes
     assert " ".join(result.output.split()) == f"error: {out} is a file, not a folder: choose a folder for the set"
     assert out.read_text() == "mine\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("workers", "sig", "code", "name"), [("0", "SIGINT", 130, "SIGINT"), ("2", "SIGTERM", 143, "SIGTERM")]
+)
+def test_a_signal_ends_a_build_in_one_line_and_the_same_command_resumes(tmp_path, workers, sig, code, name):
+    """Ctrl-C or a scheduler's SIGTERM (which Ray's own handler would turn into a silent exit 15): one line
+    saying what is kept, exit 130 / 143, the lock released, and the same command completes the set."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipelines.motion.synthetic import write_synthetic_videos
+
+    write_synthetic_videos(tmp_path, seed=0)  # 8 videos: a motion build of a few seconds per worker
+    out = tmp_path / "out"
+    args = ["-m", "pipelines.cli", "build", "motion", "--videos", str(tmp_path / "videos"), "--out", str(out)]
+    args += ["--workers", workers, "--samples-per-shard", "5"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    build = subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("motion-*.tar")):
+        assert build.poll() is None and time.monotonic() < deadline, "the build ended before a shard was done"
+        time.sleep(0.05)
+    build.send_signal(getattr(signal, sig))
+    _, err = build.communicate(timeout=120)
+    assert build.returncode == code, err
+    lines = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert len(lines) == 1 and lines[0].startswith(f"interrupted ({name}): ") and "rerun the same command" in lines[0]
+    assert "Traceback" not in err and not (out / ".mtssl.lock").exists() and not (out / MANIFEST_FILE).exists()
+    again = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / MANIFEST_FILE).read_text())["totals"]["shards"] >= 1

@@ -198,3 +198,19 @@ def test_probe_help_lists_the_image_types_it_reads():
     text = " ".join(result.output.split())
     assert all(suffix in text for suffix in IMAGE_SUFFIXES), text
     assert ".gif (first frame)" in text
+
+
+def test_ctrl_c_during_a_probe_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    import mtssl.eval.probe as probe_module
+    from mtssl.eval.cli import app
+
+    def interrupted(options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(probe_module, "run_probe", interrupted)
+    result = CliRunner().invoke(app, ["probe", "--run", str(tmp_path), "--images", str(tmp_path)])
+    assert result.exit_code == 130
+    assert (
+        result.output.strip()
+        == "interrupted (SIGINT); the features already extracted are cached: rerun the same command"
+    )

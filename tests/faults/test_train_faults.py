@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +22,7 @@ from mtssl.train.cli import app
 from mtssl.train.config import ConfigError
 from mtssl.train.logging import LOG_FILE, read_log
 from mtssl.train.loop import train
+from tests.mtssl.shardkit import flip_middle_bytes
 
 TINY = ["--depth", "18", "--width", "8", "--batch-size", "4", "--workers", "0", "--shuffle-buffer", "16"]
 TINY += ["--warmup-steps", "0", "--log-every", "1", "--device", "cpu", "--no-progress"]
@@ -31,22 +31,12 @@ TINY += ["--task-opt=color.hidden=32", "--task-opt=exemplar.hidden=32", "--task-
 TINY += ["--task-opt=motion.hidden=16", "--val-shards", "0"]
 
 
-def flip_middle_byte(shard: Path) -> None:
-    """Flip 16 bytes in the middle of the shard's largest payload: its md5 no longer matches."""
-    with tarfile.open(shard) as tar:
-        largest = max(tar.getmembers(), key=lambda m: m.size)
-    data = bytearray(shard.read_bytes())
-    middle = largest.offset_data + largest.size // 2
-    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
-    shard.write_bytes(bytes(data))
-
-
 def damaged_sets(shard_root: Path, tmp_path: Path, task: str, count: int | None) -> Path:
     """A copy of the sets with the first ``count`` shards of ``task`` damaged (None: every shard)."""
     root = tmp_path / "shards"
     shutil.copytree(shard_root, root)
     for shard in sorted((root / task).glob("*.tar"))[:count]:
-        flip_middle_byte(shard)
+        flip_middle_bytes(shard)
     return root
 
 
@@ -328,3 +318,13 @@ def test_a_fifo_in_place_of_a_shard_is_named_by_verify_and_training_never_hangs(
     assert result.exit_code == 1 and "is not a regular file" in " ".join(result.output.split())
     with pytest.raises(Exception, match=shard.name):
         train(tiny_config(shards=str(root), steps=2, val_shards=0))
+
+
+def test_probe_refuses_a_device_torch_cannot_make_before_any_work(tmp_path):
+    from mtssl.eval.cli import app as eval_app
+
+    result = CliRunner().invoke(
+        eval_app, ["probe", "--run", str(tmp_path), "--images", str(tmp_path), "--device", "gpu"]
+    )
+    assert result.exit_code == 2
+    assert one_line(result.output) == "error: --device must be auto, cpu, cuda or cuda:N, got 'gpu'"

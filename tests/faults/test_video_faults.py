@@ -17,24 +17,12 @@ from mtssl.contract import MANIFEST_FILE
 from pipelines.build import build
 from pipelines.recipes.motion import MotionRecipeConfig
 from pipelines.videos import VideoSource, iter_frames
+from tests.pipelines.videokit import moving_square_frames
 
 COUNT, KEYFRAMES = 40, 10  # frames of the test video; a keyframe every 10 frames
 CORRUPT, REFUSED = 15, 25  # the packet half-zeroed (decoded, marked corrupt) and the one zeroed (refused)
 CFG = MotionRecipeConfig(size=96, stride=1, max_frames=None, segment_frames=8, min_source_side=32)
 REACH = CFG.reach
-
-
-def square_frames(count: int, seed: int = 0) -> list[np.ndarray]:
-    """A textured square moving right over a textured background (128x96): every frame moves."""
-    rng = np.random.default_rng(seed)
-    background = cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (128, 96))
-    square = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (40, 40), interpolation=cv2.INTER_NEAREST)
-    frames = []
-    for i in range(count):
-        frame = background.copy()
-        frame[28:68, 8 + 2 * i : 48 + 2 * i] = square
-        frames.append(frame)
-    return frames
 
 
 def write_mpeg4(path: Path, frames: list[np.ndarray]) -> Path:
@@ -85,14 +73,14 @@ def decode_all(path: Path) -> dict[int, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory) -> Path:
-    return write_mpeg4(tmp_path_factory.mktemp("clean") / "clean.mp4", square_frames(COUNT))
+    return write_mpeg4(tmp_path_factory.mktemp("clean") / "clean.mp4", moving_square_frames(COUNT))
 
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory, clean) -> Path:
     """damaged.mp4, a frame folder with one unreadable frame file, and one with a frame of another size."""
     root = tmp_path_factory.mktemp("video-faults")
-    frames = square_frames(COUNT)
+    frames = moving_square_frames(COUNT)
     (root / "damaged.mp4").write_bytes(damage(clean))
     for name in ("unreadable", "resized"):
         (root / name).mkdir()

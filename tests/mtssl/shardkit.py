@@ -67,3 +67,16 @@ def build_sets(root: Path) -> Path:
     motion = MotionRecipeConfig(size=96, stride=2, max_frames=None, segment_frames=100, min_source_side=32)
     build("motion", videos, shards / "motion", motion, workers=0, samples_per_shard=4, show_progress=False)
     return shards
+
+
+def flip_middle_bytes(shard: Path, count: int = 16) -> None:
+    """Flip ``count`` bytes in the middle of the shard's largest payload: the tar headers stay intact, the
+    sample may still decode (wrongly), and the shard's md5 no longer matches its manifest."""
+    import tarfile
+
+    with tarfile.open(shard) as tar:
+        largest = max(tar.getmembers(), key=lambda m: m.size)
+    data = bytearray(shard.read_bytes())
+    middle = largest.offset_data + largest.size // 2
+    data[middle : middle + count] = bytes(b ^ 0xFF for b in data[middle : middle + count])
+    shard.write_bytes(bytes(data))

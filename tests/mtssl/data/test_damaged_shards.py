@@ -12,21 +12,16 @@ from mtssl.train.damage import DamagedData, DamageTracker
 from mtssl.train.logging import LOG_FILE, read_log
 from mtssl.train.loop import train
 
+from ..shardkit import flip_middle_bytes
+
 
 def damaged_copy(shard_root: Path, tmp_path: Path, task: str = "color") -> tuple[Path, Path]:
     """The shard sets copied, with 16 bytes flipped in the middle of the largest payload (a JPEG) of
     ``task``'s first shard: the tar headers stay intact, the sample still decodes, wrongly."""
-    import tarfile
-
     root = tmp_path / "shards"
     shutil.copytree(shard_root, root)
     shard = sorted((root / task).glob("*.tar"))[0]
-    with tarfile.open(shard) as tar:
-        largest = max(tar.getmembers(), key=lambda m: m.size)
-    data = bytearray(shard.read_bytes())
-    middle = largest.offset_data + largest.size // 2
-    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
-    shard.write_bytes(bytes(data))
+    flip_middle_bytes(shard)
     return root, shard
 
 
