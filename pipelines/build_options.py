@@ -152,7 +152,8 @@ def common_parameters(recipe: Recipe) -> list[inspect.Parameter]:
         bombs = typer.Option("--max-pixels", help="Reject images with more pixels (decompression bombs).")
         specs.append(("max_pixels", int, DEFAULT_MAX_PIXELS, bombs))
     if recipe.variants is not None:
-        choice = typer.Option(f"--{recipe.variants.option}", help=recipe.variants.help)
+        names = "|".join(recipe.variants.configs)
+        choice = typer.Option(f"--{recipe.variants.option}", help=recipe.variants.help, metavar=f"<{names}>")
         specs.append(("variant", str, next(iter(recipe.variants.configs)), choice))
     return [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])

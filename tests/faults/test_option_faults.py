@@ -43,3 +43,10 @@ def test_the_help_shows_the_list_form_and_every_default(tmp_path):
     assert "--mask-gaps INT,..." in text and "[default: 1,2, or the --quality's]" in text
     assert "list[int]" not in text and "(1,)" not in text
     assert "[default: 0.5" in text or "[default: 0." in text  # the recipe's and mask's defaults are shown
+
+
+def test_the_quality_option_shows_its_choices_and_refuses_others(tmp_path):
+    text = flat(CliRunner().invoke(motion_app({}), ["--help"]).output)
+    assert "--quality <default|fast>" in text
+    result = CliRunner().invoke(motion_app({}), ["--videos", str(tmp_path), "--quality", "best"])
+    assert result.exit_code == 2 and "must be one of default, fast" in flat(result.output)
