@@ -27,6 +27,7 @@ import torch
 from mtssl.contract import ab_bins
 from mtssl.model import MultiTaskNet, NetworkConfig
 from mtssl.tasks import ColorHeadConfig, ExemplarHeadConfig, MotionHeadConfig, RelposHeadConfig
+from mtssl.train.step import total_loss
 
 PAPER_HEADS = {  # the widths every head had before they followed the trunk (src: method.md)
     "relpos": RelposHeadConfig(patch_channels=256, patch_dim=4096, pair_dims=(4096, 4096)),
@@ -52,7 +53,7 @@ def synthetic_batches(batch: int, generator: torch.Generator) -> dict[str, dict[
 
 def step_time(net: MultiTaskNet, optimizer: torch.optim.Optimizer, batches: dict, generator: torch.Generator) -> float:
     tic = time.perf_counter()
-    loss, _ = net(batches, generator)
+    loss = total_loss(net(batches, generator)[0])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

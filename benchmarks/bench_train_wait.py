@@ -35,6 +35,7 @@ from mtssl.model import MultiTaskNet, NetworkConfig
 from mtssl.train.config import TrainConfig
 from mtssl.train.logging import LOG_FILE, read_log
 from mtssl.train.loop import train
+from mtssl.train.step import total_loss
 
 TASKS = ("relpos", "color", "exemplar", "motion")
 TARGET_WAIT = 0.05
@@ -147,7 +148,7 @@ def flops_per_bundle() -> float:
     batch = 2  # the triplet loss needs two images
     counter = FlopCounterMode(display=False)
     with counter:
-        loss, _ = net(paper_bundle(batch), torch.Generator().manual_seed(0))
+        loss = total_loss(net(paper_bundle(batch), torch.Generator().manual_seed(0))[0])
         loss.backward()
     return counter.get_total_flops() / batch
 
@@ -161,7 +162,7 @@ def gpu_bundles_per_s(batch: int, steps: int = 20) -> float:
         if i == 5:
             torch.cuda.synchronize()
             start = time.perf_counter()
-        loss, _ = net(bundle, generator)
+        loss = total_loss(net(bundle, generator)[0])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -16,9 +16,10 @@ Normalisation:
   channel (or L) loses its mean, dropped channels become uniform noise in [-0.5, 0.5], and the patch is
   divided by its RMS and scaled by 50.
 
-Batch layout (what the trainer hands over, see :func:`batch_from_samples`): images NCHW uint8 (``rgb``
-(N,3,H,W), ``l`` (N,1,H,W), ``mask`` (N,1,H,W) 0/255), ``bins`` (N,h,w) int64, ``ab`` (N,2,h,w) int8,
-``grayscale`` (N,) bool.
+Batch layout (what the trainer hands over, see :func:`batch_from_samples`), one key per entry of the
+contract's field table (``mtssl.contract.fields``, which gives each key's dtype and layout): images NCHW
+uint8 (``rgb`` (N,3,H,W), ``l`` (N,1,H,W), ``mask`` (N,1,H,W) 0/255), ``bins`` (N,h,w) int64, ``ab``
+(N,2,h,w) int8, ``grayscale`` (N,) bool.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtssl.contract import FIELD_TABLE, FIELDS_BY_NAME, Field, Layout
+
 MODES = ("harmonized", "native")
 IMAGENET_MEAN = (123.68, 116.779, 103.939)  # src: released model, 0-255 RGB minus this mean
 SRGB_TO_Y = (0.212671, 0.715160, 0.072169)  # linear sRGB -> CIE Y, D65 (the weights OpenCV uses)
@@ -38,8 +41,8 @@ L_MEAN = 127.5  # src: Zhang et al. subtract 50 from L in 0-100; 50 * 255 / 100 
 RMS_SCALE = 50.0  # src: deepcontext prep_image, "scale by 50 so the variance is roughly AlexNet's"
 NOISE_AMPLITUDE = 1.0  # src: deepcontext prep_image, dropped channels = uniform(0, 1) - 0.5
 
-# Contract field -> batch key.
-BATCH_KEYS = {"rgb.jpg": "rgb", "l.jpg": "l", "bins.png": "bins", "ab.npy": "ab", "mask.png": "mask"}
+# Contract field -> batch key, for the fields with a member of their own (a view of the field table).
+BATCH_KEYS = {f.name: f.key for f in FIELD_TABLE if f.layout is not Layout.JSON_VALUE}
 
 
 def check_mode(mode: str) -> str:
@@ -176,19 +179,22 @@ def split_views(tiles: torch.Tensor) -> torch.Tensor:
     return split_grid(tiles, 1, width // height)
 
 
-def _stack(arrays: list[np.ndarray], key: str) -> torch.Tensor:
-    batch = torch.from_numpy(np.stack(arrays))
-    if key == "bins":
-        return batch.long()  # uint16 bin indices
-    if batch.ndim == 3:
-        return batch.unsqueeze(1)  # (N,H,W) -> (N,1,H,W)
-    return batch.permute(0, 3, 1, 2).contiguous()  # (N,H,W,C) -> (N,C,H,W)
+def _collate(field: Field, values: list[Any]) -> torch.Tensor:
+    """One field's decoded values of a batch -> its batch tensor, in the field's layout and dtype."""
+    if field.layout is Layout.JSON_VALUE:
+        return torch.from_numpy(np.array([v[field.key] for v in values]).astype(field.dtype))
+    batch = torch.from_numpy(np.stack(values))
+    if field.layout is Layout.CHANNELS_LAST or (field.layout is Layout.IMAGE and field.colour):
+        batch = batch.permute(0, 3, 1, 2).contiguous()  # (N,H,W,C) -> (N,C,H,W)
+    elif field.layout is Layout.IMAGE:
+        batch = batch.unsqueeze(1)  # (N,H,W) -> (N,1,H,W)
+    return batch.to(getattr(torch, field.dtype))  # bins: uint16 -> int64
 
 
 def batch_from_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-    """Collate decoded samples (``contract.decode_sample`` output) into the batch layout above (CPU)."""
+    """Collate decoded samples (``contract.decode_sample`` output) into the batch layout above (CPU): every
+    field of the table the first sample holds (a json value only when its json has it)."""
     first = samples[0]
-    batch = {key: _stack([s[field] for s in samples], key) for field, key in BATCH_KEYS.items() if field in first}
-    if "json" in first and "grayscale" in first["json"]:
-        batch["grayscale"] = torch.tensor([bool(s["json"]["grayscale"]) for s in samples])
-    return batch
+    held = [f for name, fields in FIELDS_BY_NAME.items() if name in first for f in fields]
+    held = [f for f in held if f.layout is not Layout.JSON_VALUE or f.key in first[f.name]]
+    return {f.key: _collate(f, [s[f.name] for s in samples]) for f in held}

@@ -178,15 +178,29 @@ def score_motion(
     size: Annotated[int, typer.Option(help="Working resolution (shorter side).")] = 256,
     quality: MaskQuality = "default",
     preset: Annotated[str | None, typer.Option(help="DIS flow preset (default: the quality's).")] = None,
+    mask_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask-config",
+            help="JSON mask settings (a motion manifest's config.recipe.mask) that replace the quality's and preset's.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write every figure, per frame, here.")] = None,
     sheet: Annotated[
         Path | None, typer.Option(help="Also draw a PNG: per sequence, frames with ground truth beside the mask.")
     ] = None,
 ) -> None:
     """Mean IoU (J) of motion masks against ground truth, per sequence and overall, with two baselines."""
-    from pipelines.motion.evaluate import print_scores, score_tree
+    from pipelines.motion.evaluate import print_scores, read_mask_config, score_tree
 
     cfg = mask_config(quality, preset)
+    if mask_file is not None:
+        try:
+            cfg = read_mask_config(mask_file, cfg)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--mask-config") from None
     results = score_tree(videos, masks, cfg, size, keep_frames=sheet is not None)
     if not results["sequences"]:
         console.print(f"[red]error:[/red] no sequence under {videos} has ground truth masks in {masks}")

@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mtssl.contract.frames import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
+from mtssl.contract.frames import frame_order as _frame_order
 from pipelines.errors import Reject
 from pipelines.imageio import load_rgb
 from pipelines.resize import resize_short_side
 from pipelines.sources import name_problem, walk_files
 
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"}
-FRAME_EXTENSIONS = {".jpg", ".jpeg", ".png"}
 _DIGITS = re.compile(r"(\d+)")
 OPEN_END = 2**31 - 1  # stop index of a segment whose video's length is unknown
 # Why a frame file of a folder cannot be decoded that makes it a damaged frame, not a rejected video (any other
@@ -66,11 +66,6 @@ class Frame:
     time: float | None  # seconds from the start (None for frame folders)
     rgb: np.ndarray  # (H, W, 3) uint8 at the working resolution (black where nothing could be decoded)
     damage: str | None = None  # why the frame is damaged (never a sample, nor a partner); None when intact
-
-
-def _frame_order(name: str) -> tuple:
-    """Numeric order of frame files: '00010.jpg' after '00009.jpg', 'frame2' before 'frame10'."""
-    return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(PurePosixPath(name).stem))
 
 
 def list_video_tree(root: Path) -> list[VideoSource]:

@@ -7,16 +7,23 @@ import io
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mtssl.contract import (
     DECODERS,
+    EXTENSION_DECODERS,
+    FIELD_TABLE,
+    JSON_FIELD,
+    Field,
+    Layout,
     decode_npy,
     decode_sample,
     encode_npy,
     encode_png,
+    field_names_for,
     sample_key,
     tar_members_of,
     tar_samples_of,
@@ -46,8 +53,43 @@ def test_npy_fields_are_never_unpickled():
 
 def test_every_field_extension_has_a_decoder_and_a_missing_field_is_an_error():
     assert {"rgb.jpg", "l.jpg", "bins.png", "mask.png", "ab.npy", "json"} <= set(DECODERS)
+    assert set(DECODERS) == {f.name for f in FIELD_TABLE} | {JSON_FIELD}
+    assert {f.encoding for f in FIELD_TABLE} <= set(EXTENSION_DECODERS)
     with pytest.raises(ValueError, match="lacks field 'mask.png'"):
         decode_sample({"__key__": "k", "json": b"{}"}, ("mask.png", "json"))
+
+
+def test_the_docs_describe_the_field_table():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "shard-format.md").read_text()
+    section = text.split("### The field table\n", 1)[1].split("\n### ", 1)[0]
+    rows = [[c.strip().strip("`") for c in line.strip("|").split("|")] for line in section.splitlines()]
+    yes = {True: "yes", False: "no"}
+    expected = [
+        [f.name, f.encoding, f.key, f.layout.value, f.dtype, str(f.channels), yes[f.croppable], yes[f.device_decode]]
+        for f in FIELD_TABLE
+    ]
+    assert [row for row in rows if row[0] in DECODERS] == expected
+
+
+def test_recipes_write_and_tasks_read_fields_of_the_table():
+    from mtssl.tasks import TASKS
+    from pipelines.recipes import RECIPES
+
+    for task, recipe in RECIPES.items():
+        assert set(recipe.fields) <= {f.name for f in FIELD_TABLE} - {JSON_FIELD}, task  # the build adds json
+        for mode, keys in TASKS[task].FIELDS.items():
+            assert set(field_names_for(keys)) <= {*recipe.fields, JSON_FIELD}, (task, mode)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"name": "x.gif"}, {"name": "x.png", "channels": 3}, {"name": "x.png", "device_decode": True},
+     {"layout": Layout.ARRAY, "croppable": True}, {"name": "json"}, {"layout": "image"}],
+)  # fmt: skip
+def test_a_field_entry_that_the_loader_could_not_batch_is_refused(bad):
+    Field("tiles.jpg", "tiles", Layout.IMAGE, "uint8", channels=3, device_decode=True)  # a jigsaw task's: fine
+    with pytest.raises(ValueError):
+        Field(**{"name": "x.jpg", "key": "x", "layout": Layout.IMAGE, "dtype": "uint8"} | bad)
 
 
 @pytest.fixture

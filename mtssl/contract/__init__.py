@@ -4,9 +4,12 @@ It fixes file names, sample fields and their encodings, the Lab convention and t
 It imports neither torch nor ray, so both halves (and Ray workers) can import it cheaply.
 
 Sample layout: every member of a sample shares the key (the file name up to its first dot), and a
-member's extension fixes its encoding (:data:`DECODERS`): ``.jpg`` 8-bit JPEG (RGB or gray), ``.png`` 8- or
-16-bit PNG, ``.npy`` a numpy array (never pickled), ``json`` the sample's parameters. Which fields a task
-writes, and what they hold, its recipe declares (``pipelines/recipes/<task>.py``: ``RECIPE.fields`` and the
+member's extension fixes its encoding (``EXTENSION_DECODERS``): ``.jpg`` 8-bit JPEG (RGB or gray), ``.png``
+8- or 16-bit PNG, ``.npy`` a numpy array (never pickled), ``json`` the sample's parameters. Every field is
+one entry of the field table (``fields``: :data:`FIELD_TABLE`, :class:`Field`): its name, encoding, batch
+key, batch dtype and layout, whether it shares the crop window and may be decoded on the device; the
+consumer's decoding and batching read that table (:data:`DECODERS` is its decoders by name). Which fields a
+task writes, and what they hold, its recipe declares (``pipelines/recipes/<task>.py``: ``RECIPE.fields`` and the
 module docstring); its consumer task reads them (``mtssl/tasks/<task>.py``: ``FIELDS``). The constants both
 halves of a task share (relative-position labels, the ab bins) are here.
 
@@ -17,13 +20,16 @@ Lab convention (OpenCV's 8-bit conversion of sRGB, D65): ``L8 = round(L * 255 / 
 ``a`` and ``b`` stored as int8 real values (OpenCV's uint8 value minus 128).
 
 The contract is this package, imported as one module (``from mtssl.contract import ...``): ``names``,
-``encoding``, ``manifest``, ``tar``, ``atomic``, ``locations`` (folders and bucket URLs, imported as
-``from mtssl.contract import locations``) and ``locks`` (one writer per folder: ``with hold(out): ...``) hold
-its parts.
+``encoding``, ``fields`` (the field table; its entries as ``from mtssl.contract import fields``,
+``fields.RGB``), ``manifest``, ``tar``, ``atomic``, ``locations`` (folders and bucket URLs, imported as
+``from mtssl.contract import locations``), ``locks`` (one writer per folder: ``with hold(out): ...``) and
+``frames`` (motion sequences with ground truth, and J, read alike by ``score-motion`` and ``mtssl-eval motion``;
+imported as ``from mtssl.contract import frames``) hold its parts.
 """
 
 from __future__ import annotations
 
+from mtssl.contract import fields
 from mtssl.contract.atomic import (
     HOST,
     finish,
@@ -36,19 +42,30 @@ from mtssl.contract.atomic import (
     write_json_atomic,
 )
 from mtssl.contract.encoding import (
-    DECODERS,
+    EXTENSION_DECODERS,
     decode_jpeg,
     decode_jpeg_bgr,
     decode_json,
     decode_npy,
     decode_png,
-    decode_sample,
     encode_jpeg,
     encode_json,
     encode_npy,
     encode_png,
     tile,
     untile,
+)
+from mtssl.contract.fields import (
+    CROPPABLE_FIELDS,
+    DECODERS,
+    FIELD_TABLE,
+    FIELDS_BY_KEY,
+    FIELDS_BY_NAME,
+    JSON_FIELD,
+    Field,
+    Layout,
+    decode_sample,
+    field_names_for,
 )
 from mtssl.contract.locks import LockHeld, hold
 from mtssl.contract.manifest import REQUIRED_KEYS, Manifest, ShardEntry, parse_manifest
@@ -97,19 +114,29 @@ __all__ = [
     "sample_key",
     "shard_name",
     "stats_name",
-    "DECODERS",
+    "EXTENSION_DECODERS",
     "decode_jpeg",
     "decode_jpeg_bgr",
     "decode_json",
     "decode_npy",
     "decode_png",
-    "decode_sample",
     "encode_jpeg",
     "encode_json",
     "encode_npy",
     "encode_png",
     "tile",
     "untile",
+    "CROPPABLE_FIELDS",
+    "DECODERS",
+    "FIELD_TABLE",
+    "FIELDS_BY_KEY",
+    "FIELDS_BY_NAME",
+    "JSON_FIELD",
+    "Field",
+    "Layout",
+    "decode_sample",
+    "field_names_for",
+    "fields",
     "Manifest",
     "REQUIRED_KEYS",
     "ShardEntry",

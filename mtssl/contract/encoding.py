@@ -1,5 +1,5 @@
-"""Each field's encoding by its extension (JPEG, PNG, npy never pickled, JSON), and the tilings of stored
-images."""
+"""The encodings a field's extension names (JPEG, PNG, npy never pickled, JSON), and the tilings of stored
+images. Which fields exist, and how each is batched, is the field table (``mtssl.contract.fields``)."""
 
 from __future__ import annotations
 
@@ -107,28 +107,8 @@ def decode_json(data: bytes) -> dict[str, Any]:
     return json.loads(data)
 
 
-DECODERS = {
-    "rgb.jpg": decode_jpeg,
-    "l.jpg": lambda data: decode_jpeg(data, gray=True),
-    "bins.png": decode_png,
-    "mask.png": decode_png,
-    "ab.npy": decode_npy,
-    "json": decode_json,
-}
-
-
-def decode_sample(sample: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """Decode the raw bytes of one sample (as read from a tar) into numpy arrays and dicts: the given
-    fields (each task's recipe lists what it writes), by their extension's decoder.
-
-    Raises ValueError when a field is missing or fails to decode. Never unpickles.
-    """
-    out: dict[str, Any] = {"__key__": sample.get("__key__")}
-    for field in fields:
-        if field not in sample:
-            raise ValueError(f"sample {sample.get('__key__')!r} lacks field {field!r}")
-        out[field] = DECODERS[field](sample[field])
-    return out
+EXTENSION_DECODERS = {"jpg": decode_jpeg, "png": decode_png, "npy": decode_npy, "json": decode_json}
+"""Extension -> decoder; a field's own decoder (a gray JPEG's included) is ``mtssl.contract.fields.DECODERS``."""
 
 
 def tile(images: list[np.ndarray], cols: int) -> np.ndarray:

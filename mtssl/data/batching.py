@@ -15,8 +15,10 @@ than the JPEG decode (relpos: 0.53 s stacking and 0.13 s permuting against 0.45 
   about 8 ms per 8 MB relpos batch in page faults, as much as decoding 25 of its JPEGs: the ring lifted
   relpos from 1,300 to 2,400 samples/s per worker here.
 
-The result equals ``mtssl.inputs.batch_from_samples`` of the decoded, cropped samples, value for value
-(the batch layout is documented there); tests hold the two side by side.
+Which fields there are, their batch keys, dtypes and layouts, which share the crop window and which may
+stay bytes for the device: the field table (``mtssl.contract.fields``); this module names no field, and
+a new field is an entry there. The result equals ``mtssl.inputs.batch_from_samples`` of the decoded,
+cropped samples, value for value (the batch layout is documented there); tests hold the two side by side.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -32,34 +34,56 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from mtssl.contract import DECODERS, decode_jpeg_bgr
-from mtssl.data.device_decode import JPEG_KEYS, jpeg_size, pack
+from mtssl.contract import CROPPABLE_FIELDS, DECODERS, FIELDS_BY_NAME, Field, Layout, decode_jpeg_bgr
+from mtssl.data.device_decode import jpeg_size, pack
 
-IMAGE_FIELDS = ("rgb.jpg", "l.jpg", "mask.png")  # cropped together, in this order of precedence
-EXTRA_FIELDS = {"grayscale": "json"}  # batch keys read from the sample's json, not from a field of their own
+IMAGE_FIELDS = CROPPABLE_FIELDS  # the fields cropped together, in order of precedence (a view of the table)
 Window = tuple[slice, slice]
+WHOLE: Window = (slice(None), slice(None))
 
 
 def decode_raw(raw: Mapping[str, Any], fields: Sequence[str], keep_jpeg: bool = False) -> dict[str, Any]:
     """Decode ``fields`` of one raw sample into arrays in their stored layout (colour stays BGR: the
-    batch writer reorders the planes as it copies them); with ``keep_jpeg`` the JPEG fields stay bytes
-    (decoded on the device, ``mtssl.data.device_decode``). ValueError when one is missing or corrupt."""
-    missing = [f for f in fields if f not in raw]
+    batch writer reorders the planes as it copies them); with ``keep_jpeg`` the JPEG fields the table lets
+    the device decode stay bytes (``mtssl.data.device_decode``). ValueError when one is missing or corrupt."""
+    return _decode(raw, decode_plan(fields, keep_jpeg))
+
+
+DecodePlan = tuple[tuple[str, Callable[[bytes], Any] | None], ...]
+
+
+def decode_plan(fields: Sequence[str], keep_jpeg: bool) -> DecodePlan:
+    """(name, decoder) per field, looked up in the field table once per stream rather than per sample:
+    a colour JPEG decodes to BGR, a JPEG left for the device has no decoder (None)."""
+    plan = []
+    for name in fields:
+        field = FIELDS_BY_NAME[name][0]
+        if keep_jpeg and field.device_decode:
+            plan.append((name, None))
+        else:
+            plan.append((name, decode_jpeg_bgr if field.colour else DECODERS[name]))
+    return tuple(plan)
+
+
+def _decode(raw: Mapping[str, Any], plan: DecodePlan) -> dict[str, Any]:
+    missing = [name for name, _ in plan if name not in raw]
     if missing:
         raise ValueError(f"sample {raw.get('__key__')!r} lacks field(s) {missing}")
     out = {}
-    for f in fields:
-        if keep_jpeg and f in JPEG_KEYS:
-            jpeg_size(raw[f])  # a truncated or foreign payload is refused here, not on the device
-            out[f] = bytes(raw[f])
+    for name, decode in plan:
+        if decode is None:
+            jpeg_size(raw[name])  # a truncated or foreign payload is refused here, not on the device
+            out[name] = bytes(raw[name])
         else:
-            out[f] = (decode_jpeg_bgr if f == "rgb.jpg" else DECODERS[f])(raw[f])
+            out[name] = decode(raw[name])
     return out
 
 
 def image_size(decoded: Mapping[str, Any]) -> tuple[int, int]:
-    """(height, width) of a sample's first image field, from its pixels or, still encoded, its header."""
-    value = next(decoded[f] for f in IMAGE_FIELDS if f in decoded)
+    """(height, width) of a sample's first croppable field, from its pixels or, still encoded, its header."""
+    value = next((decoded[f] for f in CROPPABLE_FIELDS if f in decoded), None)
+    if value is None:
+        raise ValueError(f"no croppable field among {list(decoded)}")
     return jpeg_size(value) if isinstance(value, bytes) else value.shape[:2]
 
 
@@ -67,9 +91,9 @@ def crop_window(decoded: Mapping[str, Any], side: int | None, rng: np.random.Gen
     """The same ``side`` x ``side`` window for every image field (frames and masks stay aligned): random
     when ``rng`` is given, central when it is None (validation), the whole image when ``side`` is None.
     The draws (row, then column) are those of the earlier per-sample crop, so seeded streams are unchanged."""
-    height, width = image_size(decoded)
     if side is None:
-        return slice(0, height), slice(0, width)
+        return WHOLE
+    height, width = image_size(decoded)
     if side > min(height, width):
         raise ValueError(f"crop {side} is larger than the stored {height}x{width} image")
     if rng is None:
@@ -83,20 +107,30 @@ def crop_window(decoded: Mapping[str, Any], side: int | None, rng: np.random.Gen
 def slot_shapes(decoded: Mapping[str, Any], window: Window) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Batch key -> (shape of one sample's slot, dtype), from a decoded sample and its crop window."""
     shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
-    for field, array in decoded.items():
-        if isinstance(array, bytes):  # a JPEG left for the device: no slot
+    for name, value in decoded.items():
+        if isinstance(value, bytes):  # a JPEG left for the device: no slot
             continue
-        if field in IMAGE_FIELDS:
-            height, width = array[window].shape[:2]
-            channels = 3 if field == "rgb.jpg" else 1
-            shapes[field.partition(".")[0]] = ((channels, height, width), torch.uint8)
-        elif field == "bins.png":
-            shapes["bins"] = (array.shape, torch.int64)
-        elif field == "ab.npy":
-            shapes["ab"] = ((array.shape[2], *array.shape[:2]), torch.int8)
-        elif field == "json" and "grayscale" in array:
-            shapes["grayscale"] = ((), torch.bool)
+        for field in FIELDS_BY_NAME[name]:
+            shape = _SLOT_SHAPES[field.layout](field, value, window)
+            if shape is not None:
+                shapes[field.key] = (shape, getattr(torch, field.dtype))
     return shapes
+
+
+def _cropped(field: Field, image: np.ndarray, window: Window) -> np.ndarray:
+    return image[window] if field.croppable else image
+
+
+def _image_shape(field: Field, image: np.ndarray, window: Window) -> tuple[int, ...]:
+    return (field.channels, *_cropped(field, image, window).shape[:2])
+
+
+_SLOT_SHAPES: dict[Layout, Callable[[Field, Any, Window], tuple[int, ...] | None]] = {
+    Layout.IMAGE: _image_shape,
+    Layout.ARRAY: lambda field, array, window: array.shape,
+    Layout.CHANNELS_LAST: lambda field, array, window: (array.shape[2], *array.shape[:2]),
+    Layout.JSON_VALUE: lambda field, params, window: () if field.key in params else None,  # only when the json has it
+}
 
 
 Shapes = Mapping[str, tuple[tuple[int, ...], torch.dtype]]
@@ -118,19 +152,56 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Te
 def put(arrays: Mapping[str, np.ndarray], index: int, decoded: Mapping[str, Any], window: Window) -> None:
     """Write one decoded sample into slot ``index`` of a batch's numpy views (ValueError on a shape that
     differs from the batch's)."""
-    for field, value in decoded.items():
-        if isinstance(value, bytes):
-            continue
-        if field == "rgb.jpg":
-            _put_planes(arrays["rgb"][index], value[window])
-        elif field in IMAGE_FIELDS:
-            _copy(arrays[field.partition(".")[0]][index, 0], value[window], field)
-        elif field == "bins.png":
-            _copy(arrays["bins"][index], value, field)
-        elif field == "ab.npy":
-            _copy(arrays["ab"][index], value.transpose(2, 0, 1), field)
-        elif field == "json" and "grayscale" in arrays:
-            arrays["grayscale"][index] = bool(value["grayscale"])
+    _put(arrays, index, decoded, window, write_plan(tuple(decoded)))
+
+
+Writer = Callable[[Mapping[str, np.ndarray], int, Field, Any, Window], None]
+WritePlan = tuple[tuple[str, Field, Writer], ...]
+
+
+def write_plan(fields: Sequence[str]) -> WritePlan:
+    """(name, field, writer) per batch key the fields hold, looked up once per stream."""
+    return tuple((name, field, _WRITERS[field.layout]) for name in fields for field in FIELDS_BY_NAME[name])
+
+
+def _put(
+    arrays: Mapping[str, np.ndarray], index: int, decoded: Mapping[str, Any], window: Window, plan: WritePlan
+) -> None:
+    for name, field, write in plan:
+        value = decoded[name]
+        if not isinstance(value, bytes):  # a JPEG left for the device: no slot
+            write(arrays, index, field, value, window)
+
+
+def _put_image(arrays: Mapping[str, np.ndarray], index: int, field: Field, image: np.ndarray, window: Window) -> None:
+    image = image[window] if field.croppable else image
+    if field.channels == 3:
+        _put_planes(arrays[field.key][index], image)
+    else:
+        _copy(arrays[field.key][index, 0], image, field.name)
+
+
+def _put_json_value(arrays: Mapping[str, np.ndarray], index: int, field: Field, params: dict, window: Window) -> None:
+    if field.key in arrays:  # a slot only when the batch's first sample had the value
+        arrays[field.key][index] = np.dtype(field.dtype).type(params[field.key])
+
+
+def _put_array(arrays: Mapping[str, np.ndarray], index: int, field: Field, array: np.ndarray, window: Window) -> None:
+    _copy(arrays[field.key][index], array, field.name)
+
+
+def _put_channels_last(
+    arrays: Mapping[str, np.ndarray], index: int, field: Field, array: np.ndarray, window: Window
+) -> None:
+    _copy(arrays[field.key][index], array.transpose(2, 0, 1), field.name)
+
+
+_WRITERS: dict[Layout, Writer] = {
+    Layout.IMAGE: _put_image,
+    Layout.ARRAY: _put_array,
+    Layout.CHANNELS_LAST: _put_channels_last,
+    Layout.JSON_VALUE: _put_json_value,
+}
 
 
 def _put_planes(slot: np.ndarray, bgr: np.ndarray) -> None:
@@ -217,6 +288,7 @@ class BatchDecoder:
     ) -> None:  # fmt: skip
         self.fields, self.batch_size, self.crop, self.rng, self.limit = tuple(fields), batch_size, crop, rng, limit
         self.ring, self.failures, self.keep_jpeg = ring, 0, keep_jpeg
+        self.decode_plan, self.write_plan = decode_plan(self.fields, keep_jpeg), write_plan(self.fields)
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, torch.Tensor]]:
         batch: dict[str, torch.Tensor] = {}
@@ -225,13 +297,13 @@ class BatchDecoder:
         index = 0
         for raw in src:
             try:
-                decoded = decode_raw(raw, self.fields, self.keep_jpeg)
+                decoded = _decode(raw, self.decode_plan)
                 window = crop_window(decoded, self.crop, self.rng)
                 if index == 0:
                     batch = self._new_batch(slot_shapes(decoded, window))
                     arrays = {key: tensor.numpy() for key, tensor in batch.items()}
                     encoded = []
-                put(arrays, index, decoded, window)
+                _put(arrays, index, decoded, window, self.write_plan)
             except ValueError as exc:
                 self._failed(raw, exc)
                 continue
@@ -248,10 +320,11 @@ class BatchDecoder:
     def _encoded_fields(self, encoded: list[tuple[dict[str, Any], Window]]) -> dict[str, torch.Tensor]:
         """The batch's JPEG bytes (``k.jpeg``, ``k.jpeg_sizes``) and crops (``k.jpeg_window``)."""
         out: dict[str, torch.Tensor] = {}
-        for field in encoded[0][0]:
-            key = JPEG_KEYS[field]
-            out[f"{key}.jpeg"], out[f"{key}.jpeg_sizes"] = pack([fields[field] for fields, _ in encoded])
-            if self.crop is not None:
+        for name in encoded[0][0]:
+            field = FIELDS_BY_NAME[name][0]
+            key = field.key
+            out[f"{key}.jpeg"], out[f"{key}.jpeg_sizes"] = pack([fields[name] for fields, _ in encoded])
+            if self.crop is not None and field.croppable:
                 boxes = [(y.start, x.start, y.stop - y.start, x.stop - x.start) for _, (y, x) in encoded]
                 out[f"{key}.jpeg_window"] = torch.tensor(boxes, dtype=torch.int64)
         return out

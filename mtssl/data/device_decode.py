@@ -12,10 +12,12 @@ Decoders, in order of preference (either one is a plain ``pip install`` next to 
 torch): ``torchvision.io.decode_jpeg(..., device="cuda")`` and NVIDIA nvImageCodec
 (``nvidia-nvimgcodec-cu12``). :func:`backend` says which one is usable here, or why none is.
 
-Batch layout of a JPEG field in transit (batch key ``k`` = ``rgb`` or ``l``): ``k.jpeg`` the bytes of
-all N images concatenated (uint8), ``k.jpeg_sizes`` their lengths (N,), and, when the task crops
-(motion), ``k.jpeg_window`` (N, 4) = top, left, height, width of each image's crop, drawn in the worker
-exactly as the CPU path draws it (from the stored size, read from the JPEG header).
+Which fields go this way, and whether they decode to RGB or gray, the field table says
+(``mtssl.contract.fields``: ``device_decode``, ``channels``). Batch layout of such a field in transit
+(batch key ``k``, e.g. ``rgb`` or ``l``): ``k.jpeg`` the bytes of all N images concatenated (uint8),
+``k.jpeg_sizes`` their lengths (N,), and, when the task crops (motion) a croppable field,
+``k.jpeg_window`` (N, 4) = top, left, height, width of each image's crop, drawn in the worker exactly as
+the CPU path draws it (from the stored size, read from the JPEG header).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from functools import lru_cache
 
 import torch
 
+from mtssl.contract import FIELDS_BY_KEY
+
 RAW_SUFFIXES = (".jpeg", ".jpeg_sizes", ".jpeg_window")
-JPEG_KEYS = {"rgb.jpg": "rgb", "l.jpg": "l"}
 Decoder = Callable[[list[torch.Tensor], bool, torch.device], list[torch.Tensor]]
 
 
@@ -126,7 +129,7 @@ def decode_on_device(
     for key in raw:
         sizes = batch[f"{key}.jpeg_sizes"].cpu().tolist()
         blobs = list(torch.split(batch[f"{key}.jpeg"].cpu(), sizes))
-        images = decoder(blobs, key == "l", device)
+        images = decoder(blobs, not FIELDS_BY_KEY[key].colour, device)
         window = batch.get(f"{key}.jpeg_window")
         if window is not None:
             images = [img[:, y : y + h, x : x + w] for img, (y, x, h, w) in zip(images, window.tolist(), strict=True)]

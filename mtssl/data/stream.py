@@ -43,24 +43,20 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mtssl.contract import tar_members_of
+from mtssl.contract import field_names_for, tar_members_of
 from mtssl.contract.locations import cached_copy, is_url, read_bytes, read_local
-from mtssl.data.batching import EXTRA_FIELDS, BatchDecoder, BatchRing
+from mtssl.data.batching import BatchDecoder, BatchRing
 from mtssl.data.device_decode import RAW_SUFFIXES, Decoder, decode_on_device
 from mtssl.data.health import HEALTH, ShardHealth
-from mtssl.inputs import BATCH_KEYS
 from mtssl.tasks import TASKS
 
 Bundle = dict[str, dict[str, torch.Tensor]]
 
 
 def fields_for(keys: Sequence[str]) -> tuple[str, ...]:
-    """Contract fields to read and decode for the batch keys a task reads (``net.keys(task)``)."""
-    inverse = {key: field for field, key in BATCH_KEYS.items()} | EXTRA_FIELDS
-    unknown = [key for key in keys if key not in inverse]
-    if unknown:
-        raise KeyError(f"no contract field holds batch key(s) {unknown}")
-    return tuple(dict.fromkeys(inverse[key] for key in keys))
+    """Contract fields to read and decode for the batch keys a task reads (``net.keys(task)``): the field
+    table's (``mtssl.contract.field_names_for``; KeyError for a key no field holds)."""
+    return field_names_for(keys)
 
 
 @dataclass(frozen=True)

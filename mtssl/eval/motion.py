@@ -14,19 +14,25 @@ frames at the same working size. The flow needs a partner frame (t + gap, else t
 subset of the frames; the head is reported on every frame **and** on that subset, and on the subset's
 frames that Pathak's filter keeps, so each flow number has a head number on the same frames beside it.
 
-Pairing, decoding and the flow scoring are the producer's (``pipelines.videos``, ``pipelines.motion``),
-imported lazily inside the functions here: they install with mtssl (one package, two halves) and need
-neither ray nor torch, but the consumer otherwise never imports ``pipelines``. Sequences pair as
-``score-motion`` pairs them: a frame folder ``<videos>/.../<seq>/`` (or a video file ``<seq>.mp4``) with
-``<masks>/<seq>/*.png``, frame ``i`` with the ``i``-th mask in numeric order (counts must agree).
+The consumer never imports the producer (``tests/test_imports.py``). Pairing, frames, ground truth and J are
+the contract's (``mtssl.contract.frames``), which ``score-motion`` reads too: a frame folder
+``<videos>/.../<seq>/`` (or a video file ``<seq>.mp4``) with ``<masks>/<seq>/*.png``, frame ``i`` with the
+``i``-th mask in numeric order (counts must agree). The flow masks (the producer's method: DIS flow, camera
+fits, GrabCut) come through a declared boundary: the producer's own command, ``python -m pipelines.cli
+score-motion ... --json FILE``, run as a subprocess, whose per-frame rows are merged by sequence (and by
+source, so that both scored the same frames). A sequence that command skips (a damaged frame its decoder
+finds in a video file, say) is skipped here too, with its reason.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtssl.contract.frames import (
+    SequenceError,
+    SequenceSource,
+    iou,
+    list_sequences,
+    load_ground_truth,
+    read_frames,
+)
 from mtssl.eval.motion_table import COUNT_KEYS, print_results
 
 DEFAULT_SIZE = 256  # the motion recipe's default working size (pipelines' MotionRecipe.size)
@@ -96,20 +110,6 @@ def run_size(recipe: dict[str, Any] | None) -> int:
     return int(size) if isinstance(size, int) and size > 0 else DEFAULT_SIZE
 
 
-def mask_config(recipe: dict[str, Any] | None) -> Any:
-    """The recipe's flow-mask settings (a ``pipelines.motion.masks.MaskConfig``), else the defaults."""
-    from pipelines.motion.config import MaskConfig
-
-    saved = (recipe or {}).get("mask")
-    if not isinstance(saved, dict):
-        return MaskConfig()
-    known = {f.name for f in fields(MaskConfig)}
-    try:
-        return MaskConfig(**{key: value for key, value in saved.items() if key in known})
-    except (TypeError, ValueError):
-        return MaskConfig()
-
-
 def logit_stride(head: Any) -> float:
     """Input pixels per logit of the motion head (trunk stride / the head's pixel-shuffle factor)."""
     return head.stride / max(head.stride // head.config.logit_stride, 1)
@@ -155,8 +155,6 @@ def score_frames(
     predict: Predict, frames: np.ndarray, truth: list[np.ndarray], batch_size: int = BATCH_SIZE
 ) -> list[float]:
     """Per-frame IoU of ``predict(frames) > 0`` against ``truth`` (masks of one size, nonzero = foreground)."""
-    from pipelines.motion.score import iou
-
     if len(frames) != len(truth):
         raise ValueError(f"{len(frames)} frames but {len(truth)} masks")
     shape = tuple(truth[0].shape[:2])
@@ -174,18 +172,45 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def flow_rows(frames: np.ndarray, truth: list[np.ndarray], cfg: Any, dis: Any) -> list[dict[str, Any]]:
-    """``score-motion``'s per-frame rows (frame, partners, iou, kept, reason) at the working size, frames
-    with empty ground truth left out as there."""
-    import cv2
+FLOW_ROW_KEYS = ("frame", "partners", "iou", "kept", "reason")
+BOX = " \u2502\u256d\u256e\u2570\u256f\u2500"  # spaces and the frame rich draws around a usage error
 
-    from pipelines.motion.score import score_sequence
 
-    h, w = frames.shape[1:3]
-    small = [cv2.resize(t, (w, h), interpolation=cv2.INTER_NEAREST) for t in truth]
-    rows = score_sequence(list(frames), small, cfg, dis)["frames"]
-    keys = ("frame", "partners", "iou", "kept", "reason")
-    return [{k: r[k] for k in keys} for r in rows if not r["gt_empty"]]  # as score-motion: no empty truth
+def flow_command(videos: Path, masks: Path, size: int, out: Path, mask_file: Path | None) -> list[str]:
+    """The producer's scoring command, run as its own process (``mtssl/demo.py`` runs the producer's demo so)."""
+    command = [sys.executable, "-m", "pipelines.cli", "score-motion", "--videos", str(videos), "--masks", str(masks)]
+    command += ["--size", str(size), "--json", str(out)]
+    return command + (["--mask-config", str(mask_file)] if mask_file is not None else [])
+
+
+def run_flow(videos: Path, masks: Path, size: int, recipe: dict[str, Any] | None) -> dict[str, Any]:
+    """``score-motion``'s JSON for the tree (``config``, ``sequences`` with their ``source`` and per-frame rows,
+    ``skipped``), with the recipe's mask settings when it has them; MotionEvalError when the command fails."""
+    mask = (recipe or {}).get("mask")
+    with tempfile.TemporaryDirectory(prefix="mtssl-flow-") as tmp:
+        out, mask_file = Path(tmp) / "scores.json", Path(tmp) / "mask.json" if isinstance(mask, dict) else None
+        if mask_file is not None:
+            mask_file.write_text(json.dumps(mask))
+        command = flow_command(videos, masks, size, out, mask_file)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not out.is_file():
+            said = [line.strip(BOX) for line in (done.stderr + done.stdout).splitlines() if line.strip(BOX)]
+            raise MotionEvalError(
+                f"the flow scoring (mtssl-data score-motion --videos {videos} --masks {masks} --size {size}) "
+                f"failed with exit {done.returncode}: {said[-1] if said else 'no message'}; pass --no-flow to "
+                "score the head alone"
+            )
+        return json.loads(out.read_text())
+
+
+def flow_rows(scored: dict[str, Any], name: str, relpath: str) -> list[dict[str, Any]] | str:
+    """The flow's per-frame rows (frame, partners, iou, kept, reason) of the sequence ``name`` read from
+    ``relpath``, frames with empty ground truth left out as ``score-motion`` leaves them out; or why there are
+    none (the command skipped the source, or scored another source of that name)."""
+    sequence = scored["sequences"].get(name)
+    if sequence is None or sequence.get("source") != relpath:
+        return scored["skipped"].get(relpath, "not scored by mtssl-data score-motion")
+    return [{k: row[k] for k in FLOW_ROW_KEYS} for row in sequence["frames"] if not row["gt_empty"]]
 
 
 def sequence_scores(head_iou: list[float], rows: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -219,47 +244,85 @@ def overall(sequences: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def iter_sequences(videos: Path, masks: Path, size: int) -> Iterator[tuple[str, Any]]:
-    """``(name, (frames, truth))`` per sequence with ground truth, ``(relpath, reason)`` per skipped source.
+@dataclass(frozen=True)
+class Clip:
+    """A sequence to score: its source (as ``score-motion`` names it), its frames and ground truth."""
 
-    ``frames``: (N, H, W, 3) uint8 at the working size; ``truth``: N masks (0/255 uint8) at their own size.
-    """
-    import cv2
+    relpath: str
+    frames: np.ndarray  # (N, H, W, 3) uint8 at the working size
+    truth: list[np.ndarray]  # N masks (0/255 uint8) at their own size
 
-    from pipelines.errors import Reject
-    from pipelines.motion.evaluate import load_ground_truth, sequence_name
-    from pipelines.videos import OPEN_END, iter_frames, list_video_tree
 
-    for source in list_video_tree(videos):
-        name = sequence_name(source)
-        gt_dir = masks / name
+def read_clip(videos: Path, gt_dir: Path, source: SequenceSource, size: int) -> Clip:
+    """A source's frames and its ground truth; SequenceError when they cannot be scored together."""
+    truth = load_ground_truth(gt_dir)
+    frames = read_frames(videos, source, size)  # a damaged frame is a SequenceError
+    if not frames:
+        raise SequenceError("no frames")
+    if len(truth) != len(frames):
+        raise SequenceError("frame count mismatch", f"{len(frames)} frames, {len(truth)} ground-truth masks")
+    if len({f.shape for f in frames}) > 1:
+        raise SequenceError("frames of different sizes")
+    return Clip(source.relpath, np.stack(frames), truth)
+
+
+def iter_sequences(videos: Path, masks: Path, size: int) -> Iterator[tuple[str, Clip | str]]:
+    """``(name, clip)`` per sequence with ground truth, ``(relpath, reason)`` per skipped source."""
+    for source in list_sequences(videos):
+        gt_dir = masks / source.name
         if source.kind == "other":
             yield source.relpath, "not a video"
-            continue
-        first = next(iter(sorted(gt_dir.glob("*.png"))), None) if gt_dir.is_dir() else None
-        if first is None:
+        elif not gt_dir.is_dir() or not any(gt_dir.glob("*.png")):
             yield source.relpath, "no ground truth"
-            continue
-        try:
-            label = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
-            if label is None:
-                raise Reject("corrupt image", f"ground truth {first.name}")
-            decoded = list(iter_frames(videos, source, 0, OPEN_END, size))
-            damaged = next((f for f in decoded if f.damage), None)  # scored frames must be the real ones
-            if damaged is not None:
-                raise Reject("damaged frame", f"frame {damaged.index}: {damaged.damage}")
-            frames = [f.rgb for f in decoded]
-            if not frames:
-                raise Reject("no frames")
-            truth = load_ground_truth(gt_dir, label.shape[:2])
-            if len(truth) != len(frames):
-                raise Reject("frame count mismatch", f"{len(frames)} frames, {len(truth)} ground-truth masks")
-            if len({f.shape for f in frames}) > 1:
-                raise Reject("frames of different sizes")
-        except Reject as exc:
-            yield source.relpath, str(exc)
-            continue
-        yield name, (np.stack(frames), truth)
+        else:
+            try:
+                clip = read_clip(videos, gt_dir, source, size)
+            except SequenceError as exc:
+                yield source.relpath, str(exc)
+            else:
+                yield source.name, clip
+
+
+def score_heads(
+    videos: Path, masks: Path, size: int, predict: Predict, batch_size: int
+) -> tuple[dict[str, tuple[str, list[float]]], list[str], dict[str, str], dict[str, float]]:
+    """The head's per-frame J of every sequence with ground truth: ``({name: (relpath, ious)}, names whose
+    ground truth is empty on every frame, {relpath: why skipped}, seconds reading and on the head)."""
+    heads: dict[str, tuple[str, list[float]]] = {}
+    empty: list[str] = []
+    skipped: dict[str, str] = {}
+    seconds = {"read": 0.0, "head": 0.0}
+    clock = time.perf_counter()
+    for name, item in iter_sequences(videos, masks, size):
+        seconds["read"] += time.perf_counter() - clock
+        if isinstance(item, str):
+            skipped[name] = item
+        elif name in heads or name in empty:
+            skipped[item.relpath] = "duplicate sequence name"
+        elif not any(np.any(t) for t in item.truth):
+            empty.append(name)
+        else:
+            clock = time.perf_counter()
+            heads[name] = (item.relpath, score_frames(predict, item.frames, item.truth, batch_size))
+            seconds["head"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+    seconds["read"] += time.perf_counter() - clock
+    return heads, empty, skipped, seconds
+
+
+def merge_flow(
+    heads: dict[str, tuple[str, list[float]]], scored: dict[str, Any] | None, skipped: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Each sequence's record (:func:`sequence_scores`), with the flow's rows when ``scored`` (``score-motion``'s
+    JSON) is given; a sequence the flow has no rows for is added to ``skipped`` with why."""
+    sequences: dict[str, dict[str, Any]] = {}
+    for name, (relpath, head_iou) in heads.items():
+        rows = flow_rows(scored, name, relpath) if scored is not None else None
+        if isinstance(rows, str):
+            skipped[relpath] = rows
+        else:
+            sequences[name] = sequence_scores(head_iou, rows)
+    return sequences
 
 
 def evaluate_motion(
@@ -297,37 +360,13 @@ def evaluate_motion(
         dev = resolve_device(device)
         net.to_device(dev)
         predict = network_predictor(net, dev)
-    cfg = dis = None
-    if flow:
-        from pipelines.motion.camera import make_flow
-
-        cfg = mask_config(recipe)
-        dis = make_flow(cfg)
-
-    sequences: dict[str, dict[str, Any]] = {}
-    empty: list[str] = []
-    skipped: dict[str, str] = {}
-    seconds = {"read": 0.0, "head": 0.0, "flow": 0.0}
+    heads, empty, skipped, seconds = score_heads(videos, masks, size, predict, batch_size)
+    scored = None
     clock = time.perf_counter()
-    for name, item in iter_sequences(videos, masks, size):
-        seconds["read"] += time.perf_counter() - clock
-        if isinstance(item, str):
-            skipped[name] = item
-        elif name in sequences or name in empty:
-            skipped[name] = "duplicate sequence name"
-        elif not any(np.any(t) for t in item[1]):
-            empty.append(name)
-        else:
-            frames, truth = item
-            clock = time.perf_counter()
-            head_iou = score_frames(predict, frames, truth, batch_size)
-            seconds["head"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-            rows = flow_rows(frames, truth, cfg, dis) if flow else None
-            seconds["flow"] += time.perf_counter() - clock
-            sequences[name] = sequence_scores(head_iou, rows)
-        clock = time.perf_counter()
-    seconds["read"] += time.perf_counter() - clock
+    if flow and heads:
+        scored = run_flow(videos, masks, size, recipe)
+    seconds["flow"] = time.perf_counter() - clock
+    sequences = merge_flow(heads, scored, skipped)
     if not sequences:
         reasons = ", ".join(f"{path}: {why}" for path, why in sorted(skipped.items())[:5]) or "no sources found"
         extra = f"; ground truth empty on every frame: {', '.join(empty)}" if empty else ""
@@ -341,7 +380,7 @@ def evaluate_motion(
         "overall": overall(sequences),
         "empty_sequences": sorted(empty),
         "skipped": skipped,
-        "flow_config": asdict(cfg) if cfg is not None else None,
+        "flow_config": scored["config"] if scored is not None else None,
         "seconds": {key: round(value, 3) for key, value in seconds.items()},
     }
     print_results(results, console, flow)

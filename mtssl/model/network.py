@@ -1,10 +1,10 @@
 """The multi-task network: ResNet-v2 trunk, lasso combination of block-3 units, one head per task.
 
 Per task: stored uint8 batch -> ``task.prepare`` (input mode) -> trunk -> the task's lasso row -> head ->
-``task.loss_and_metric``. ``forward`` runs every task of a step, each on its own mini-batch, and adds the
-L1 penalty on the lasso weights once (src: method.md, "Training": each task's loss on its own mini-batch,
-no hand-set loss weights). On CUDA the trunk and heads run under bf16 autocast in channels_last; losses
-are computed in fp32. On CPU everything is fp32.
+``task.loss_and_metric``. ``forward`` runs every task of a step, each on its own mini-batch, and returns
+each task's loss and the L1 penalty on the lasso weights; the trainer sums them (src: method.md,
+"Training": each task's loss on its own mini-batch, no hand-set loss weights). On CUDA the trunk and heads
+run under bf16 autocast in channels_last; losses are computed in fp32. On CPU everything is fp32.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from mtssl.model.lasso import LassoCombiner
 from mtssl.model.trunk import ResNetV2Trunk, TrunkConfig
 from mtssl.tasks import TASKS
 from mtssl.tasks.base import Batch, Task
+
+PENALTY = "lasso_penalty"  # forward's term (and metric) for the L1 penalty on the lasso weights
 
 
 @dataclass(frozen=True)
@@ -156,23 +158,18 @@ class MultiTaskNet(nn.Module):
         self,
         batches: Mapping[str, Batch],
         generator: torch.Generator | None = None,
-        weights: Mapping[str, float] | None = None,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Every task in ``batches`` on its own mini-batch; returns the summed losses plus the L1 penalty.
-
-        ``weights`` scales each task's loss (1 when absent); the trainer's task-per-rank mode uses it so that
-        DDP's gradient average equals the all-tasks objective. A weight of 0 (an early-stopped task) also
-        takes its lasso row out of the L1 penalty, so the row keeps its weights. The metrics report the
-        unscaled losses.
-        """
-        frozen = {task for task, weight in (weights or {}).items() if weight == 0}
-        total = self.lasso_penalty(exclude=frozen)
-        metrics = {"lasso_penalty": total.detach()}
+        frozen: Collection[str] = (),
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Every task in ``batches`` on its own mini-batch: ``(terms, metrics)``, where ``terms`` holds the L1
+        penalty on the lasso weights (``PENALTY``) and then each task's loss, in the batches' order. The
+        trainer weights and sums them (``mtssl.train.step.total_loss``). A ``frozen`` task's lasso row (an
+        early-stopped task) is left out of the penalty, so the row keeps its weights."""
+        penalty = self.lasso_penalty(exclude=frozen)
+        terms, metrics = {PENALTY: penalty}, {PENALTY: penalty.detach()}
         for task, batch in batches.items():
-            loss, task_metrics = self.task_step(task, batch, generator)
-            total = total + (loss if weights is None else weights.get(task, 1.0) * loss)
+            terms[task], task_metrics = self.task_step(task, batch, generator)
             metrics.update(task_metrics)
-        return total, metrics
+        return terms, metrics
 
     def lasso_penalty(self, exclude: Collection[str] = ()) -> torch.Tensor:
         """``l1 * sum |alpha|`` over the pretext-task rows but ``exclude`` (zero when the lasso is off)."""

@@ -24,15 +24,30 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
 from mtssl.inputs import check_mode
 
-if TYPE_CHECKING:
-    from mtssl.data.shardsets import ShardSet
+
+class ShardSetView(Protocol):
+    """What a task reads of its shard set (``mtssl.data.shardsets.ShardSet`` is one). A protocol, not an import:
+    the shard sets call the tasks' checks, so importing them here, even for types only, would be a cycle."""
+
+    task: str
+    root: str
+    manifest: dict[str, Any]
+
+    @property
+    def recipe(self) -> dict[str, Any]: ...
+
+    @property
+    def where(self) -> str: ...
+
+    def build_hint(self) -> str: ...
+
 
 Batch = dict[str, torch.Tensor]
 Targets = dict[str, torch.Tensor]
@@ -118,7 +133,7 @@ class Task(nn.Module, ABC):
         return None
 
     @classmethod
-    def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
+    def check_set(cls, sset: ShardSetView, run: RunOptions) -> None:
         """Raise ``ShardSetError`` when the set's build options contradict the run (the fields are checked
         by the caller)."""
 
@@ -147,7 +162,7 @@ class Task(nn.Module, ABC):
         """Scalar loss (fp32) and ``{metric_name: value}`` (detached scalars)."""
 
 
-def check_patch_size(sset: ShardSet, run: RunOptions, option: str, build_flag: str) -> None:
+def check_patch_size(sset: ShardSetView, run: RunOptions, option: str, build_flag: str) -> None:
     """The set's stored patch side (``config.recipe.<option>``) must be the run's ``--patch-size``, when given."""
     from mtssl.contract import ShardSetError
 

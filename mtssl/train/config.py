@@ -24,24 +24,29 @@ DECAYS = ("cosine", "step", "none")
 DIST_MODES = ("all-tasks", "task-per-rank")
 EPS = {"rmsprop": 1e-3, "sgd": 0.0, "adamw": 1e-8}  # rmsprop: ours (see above); adamw: torch's default
 
-# Options a resumed run may change; any other option given on the command line must equal the saved one.
-RESUME_MAY_CHANGE = frozenset(
-    {
-        "steps",
-        "log_every",
-        "keep",
-        "progress",
-        "verify",
-        "workers",
-        "compile",
-        "device",
-        "check_shards",
-        "max_bad_fraction",
-        "jpeg_decode",
-    }
-)
-RESUME_MAY_CHANGE |= {"val_every"}
-RESUME_MAY_CHANGE |= {"shards", "out"}  # the folders may move; the manifests' hashes must still match
+DATA, NET, OPT, RUN = "Data", "Network", "Optimisation", "Run"  # the help's panels
+
+
+def option(
+    default: Any,
+    help: str,  # noqa: A002 - the CLI's word
+    panel: str,
+    *,
+    resume: bool = False,
+    choices: tuple | None = None,
+    flag: str | None = None,
+    metavar: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+) -> Any:
+    """A ``TrainConfig`` field with everything the CLI and the resume rule need, declared once: its help and
+    panel, whether ``--resume`` may change it (``resume``), its fixed ``choices`` (shown as ``<a|b>``,
+    refused otherwise), its flag when not ``--field-name``, its range (``low``/``high``)."""
+    meta = {"help": help, "panel": panel, "resume": resume, "choices": choices, "flag": flag, "metavar": metavar}
+    meta |= {"low": low, "high": high}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 class ConfigError(ValueError):
@@ -50,89 +55,120 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training run. Lists become tuples; ``task_batch`` and ``task_options`` are per-task overrides."""
+    """A training run: every option of ``mtssl-train`` (the CLI is made from these fields, see
+    ``mtssl.train.cli``). Lists become tuples; ``task_batch`` and ``task_options`` are per-task overrides.
+    Comments give each default's source (src: the paper or method.md; ours: chosen here)."""
 
     # ---- data
-    shards: str = "shards"
-    out: str = "runs/mtssl"
-    tasks: tuple[str, ...] | None = None  # None: every shard set found under ``shards``
-    batch_size: int = 32  # per task, per rank (ours)
-    task_batch: dict[str, int] = field(default_factory=dict)
-    patch_size: int | None = None  # relpos patch / exemplar view side the run expects; None accepts the sets'
-    motion_crop: int | None = None  # square crop side of motion frames; None: the frames' shorter side
-    workers: int = 4  # DataLoader workers per rank (all tasks)
-    shuffle_buffer: int = 500  # samples per task per worker
-    cache_dir: str | None = None  # keep a local copy of every shard read from a bucket here (later epochs read it)
-    jpeg_decode: str = "cpu"  # "device": loader workers hand over JPEG bytes, nvJPEG decodes them (CUDA)
-    verify: bool = False  # md5 of every shard before training
-    check_shards: bool = True  # md5 of every shard as the loader reads it: damaged ones are skipped, counted
-    max_bad_fraction: float = 0.01  # stop when more than this share of a task's shards is damaged (mtssl.data.health)
-    val_shards: int = 1  # shards of every set held out for validation (none when a set has fewer than 3)
-    val_every: int = 100  # validation loss and metric of every task every N steps (and at the end)
-    val_batches: int = 4  # validation mini-batches per task (the same ones every time)
-    early_stop: int = 0  # a task stops training after this many validations in a row above its best (0: never)
-    early_stop_margin: float = 0.2  # ... more than this share above its best validation loss (mtssl.train.early_stop)
+    shards: str = option(
+        "shards", "Folder or URL (s3://bucket/prefix) of the shard sets, found by their manifest.json.", DATA,
+        resume=True,  # the folders may move; the manifests' hashes must still match
+    )  # fmt: skip
+    out: str = option("runs/mtssl", "Run folder: checkpoints, trunk.pt, log.jsonl, config.json.", RUN, resume=True)
+    tasks: tuple[str, ...] | None = option(
+        None, "Comma-separated subset of tasks; default: every set found.", DATA, metavar="TASK,..."
+    )
+    batch_size: int = option(32, "Mini-batch per task and rank.", DATA, low=1)  # ours
+    task_batch: dict[str, int] = option({}, "Per-task batch, TASK=N (repeatable).", DATA, metavar="TASK=N")
+    patch_size: int | None = option(None, "Relpos patch / exemplar view side the sets must have been built with.", DATA)
+    motion_crop: int | None = option(
+        None, "Side of random square motion crops; default: the frames' shorter side.", DATA
+    )
+    workers: int = option(4, "DataLoader workers per rank (all tasks).", DATA, resume=True, low=0)
+    shuffle_buffer: int = option(500, "Shuffle buffer per task and worker, in samples.", DATA, low=1)
+    cache_dir: str | None = option(
+        None, "Keep a local copy of each shard read from a bucket here, for later epochs.", DATA
+    )
+    jpeg_decode: str = option(
+        "cpu", "Where JPEGs are decoded: cpu (loader workers) or device (nvJPEG on CUDA).", DATA,
+        resume=True, choices=("cpu", "device"),
+    )  # fmt: skip
+    verify: bool = option(False, "Check every shard's md5 against its manifest first.", DATA, resume=True)
+    check_shards: bool = option(
+        True, "Check each shard's md5 as it is read; skip and count a damaged one.", DATA, resume=True
+    )
+    max_bad_fraction: float = option(
+        0.01, "Stop when more than this share of a task's shards is damaged (always when all are).", DATA,
+        resume=True, low=0.0, high=1.0,
+    )  # fmt: skip
+    val_shards: int = option(1, "Shards of every set held out for validation (none if < 3).", DATA, low=0)
+    val_every: int = option(100, "Validation loss and metric every N steps.", RUN, resume=True, low=1)
+    val_batches: int = option(4, "Validation mini-batches per task.", DATA, low=0)
+    early_stop: int = option(
+        0, "Stop training a task once its validation loss stays above its best (by --early-stop-margin) for N "
+        "validations in a row: it memorises its shards. 0: never.", RUN, low=0,
+    )  # fmt: skip
+    early_stop_margin: float = option(
+        0.2, "How far above its best validation loss counts, as a share (0.2: 20%).", RUN, low=0.0
+    )
     # ---- network (mtssl.model.NetworkConfig)
-    depth: int = 101  # src: the paper's trunk
-    width: int = 64  # src: slim
-    input_mode: str = "harmonized"  # ours as default; both are offered (src: method.md)
-    lasso: bool = True
-    l1: float = 1e-4  # ours, see NetworkConfig
-    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"relpos": {"patch_dim": 512}}
-    augment: bool = True  # fresh crops and flips per step (see mtssl.augment and each task's crop/flip options)
+    depth: int = option(101, "Trunk depth (paper: 101).", NET, choices=(18, 50, 101))  # src: the paper's trunk
+    width: int = option(64, "Trunk root width (paper: 64).", NET, low=1)  # src: slim
+    input_mode: str = option("harmonized", "harmonized (L for every task) or native.", NET, choices=MODES)  # ours
+    lasso: bool = option(True, "Learn each task's mix of block-3 units (off: naive trunk).", NET)
+    l1: float = option(1e-4, "L1 penalty on the lasso weights.", NET)  # ours, see NetworkConfig
+    task_options: dict[str, dict[str, Any]] = option(
+        {}, "Task head option, TASK.FIELD=VALUE, e.g. relpos.patch_dim=512 (repeatable).", NET,
+        flag="--task-opt", metavar="TASK.FIELD=VALUE",
+    )  # fmt: skip
+    augment: bool = option(
+        True, "Fresh crops and flips per step (the tasks' crop/flip options); off: stored samples.", DATA
+    )
     # ---- optimisation
-    steps: int = 100_000
-    optimizer: str = "rmsprop"  # src: the paper
-    lr: float = 1e-3  # ours
-    momentum: float = 0.9  # rmsprop and sgd; src: TF-slim rmsprop_momentum
-    rmsprop_decay: float = 0.9  # src: TF-slim rmsprop_decay
-    eps: float | None = None  # None: EPS[optimizer]
-    weight_decay: float = 1e-4  # ours; never on biases, norms or lasso weights
-    warmup_steps: int = 1000  # ours: linear from 0
-    decay: str = "cosine"  # ours
-    final_lr: float = 0.0
-    step_every: int = 30_000  # step decay: multiply by step_gamma every this many steps
-    step_gamma: float = 0.1
-    clip_grad: float | None = None  # max global gradient norm
+    steps: int = option(100_000, "Training steps (optimizer steps).", OPT, resume=True, low=1)
+    accumulate: int = option(
+        1, "Micro-batches per optimizer step (gradient accumulation): the batch of N x --batch-size.", OPT, low=1
+    )
+    optimizer: str = option("rmsprop", "rmsprop (paper), sgd or adamw.", OPT, choices=OPTIMIZERS)  # src: the paper
+    lr: float = option(1e-3, "Peak learning rate.", OPT)  # ours
+    momentum: float = option(0.9, "Momentum of rmsprop and sgd.", OPT)  # src: TF-slim rmsprop_momentum
+    rmsprop_decay: float = option(0.9, "RMSProp decay of the squared-gradient average.", OPT)  # src: TF-slim
+    eps: float | None = option(None, "Optimizer epsilon; default 1e-3 for rmsprop, 1e-8 for adamw.", OPT)
+    weight_decay: float = option(1e-4, "Weight decay of conv and linear weights.", OPT)  # ours
+    warmup_steps: int = option(1000, "Linear learning-rate warm-up from 0.", OPT, low=0)  # ours
+    decay: str = option("cosine", "Learning-rate decay after warm-up: cosine, step or none.", OPT, choices=DECAYS)
+    final_lr: float = option(0.0, "Learning rate at the last step (cosine).", OPT)
+    step_every: int = option(30_000, "Step decay: steps between drops.", OPT, low=1)
+    step_gamma: float = option(0.1, "Step decay: factor per drop.", OPT)
+    clip_grad: float | None = option(None, "Clip the global gradient norm to this.", OPT)
     # ---- run
-    preset: str = "paper"  # the defaults this run started from (mtssl.train.presets); options given override them
-    seed: int = 0
-    device: str = "auto"  # auto: cuda when available
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
-    compile: bool = False  # torch.compile the trunk and heads
-    distributed: str = "all-tasks"
-    save_every: int = 1000  # also the stream segment length (see mtssl.data.stream)
-    keep: int = 2  # checkpoints kept
-    log_every: int = 20
-    progress: bool | None = None  # None: a progress bar when stdout is a terminal
+    preset: str = option(
+        "paper", "Defaults to start from: paper (the paper's model) or cpu (learns in 30 min on 2 cores).", RUN,
+        choices=("paper", "cpu"),
+    )  # fmt: skip
+    seed: int = option(0, "Seed of the streams, augmentations and initialisation.", RUN)
+    device: str = option(
+        "auto", "auto (CUDA when available), cpu, cuda or cuda:N; checked before any work.", RUN,
+        resume=True, metavar="DEVICE",
+    )  # fmt: skip
+    amp: bool = option(True, "bf16 autocast on CUDA.", RUN)
+    channels_last: bool = option(True, "channels-last memory format on CUDA.", RUN)
+    compile: bool = option(False, "torch.compile the trunk and heads.", RUN, resume=True)
+    distributed: str = option(
+        "all-tasks", "Under torchrun: all-tasks (every rank every task) or task-per-rank (the paper's).", RUN,
+        choices=DIST_MODES,
+    )  # fmt: skip
+    save_every: int = option(1000, "Checkpoint every N steps (the data streams run on across it).", RUN, low=1)
+    stream_segment: int = option(
+        0, "Restart the data streams every N steps (0: only at the start and at a resume); a resume from a "
+        "checkpoint at a multiple of N repeats the uninterrupted run's batches.", RUN, resume=True, low=0,
+    )  # fmt: skip
+    keep: int = option(2, "Checkpoints kept.", RUN, resume=True, low=1)
+    log_every: int = option(20, "A log.jsonl record every N steps.", RUN, resume=True, low=1)
+    progress: bool | None = option(None, "Progress bar (default: when stdout is a terminal).", RUN, resume=True)
 
     def __post_init__(self) -> None:
-        for option, choices in (
-            ("optimizer", OPTIMIZERS),
-            ("decay", DECAYS),
-            ("distributed", DIST_MODES),
-            ("input_mode", MODES),
-            ("jpeg_decode", ("cpu", "device")),
-        ):
-            value = getattr(self, option)
-            flag = "--" + option.replace("_", "-")
-            check(value in choices, f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+        for f in fields(self):
+            check_field(f, getattr(self, f.name))
         from mtssl.model.trunk import UNITS  # these import torch: only once a config is made, not for --help
         from mtssl.tasks import TASKS
 
-        check(self.depth in UNITS, f"--depth must be one of {', '.join(map(str, sorted(UNITS)))}, got {self.depth}")
+        check(set(UNITS) == set(fields_by_name()["depth"].metadata["choices"]), "the CLI's depths are the trunk's")
         check(valid_device(self.device), f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-
         unknown = sorted(set(self.tasks or ()) - set(TASKS)) + sorted(set(self.task_batch) - set(TASKS))
         check(not unknown, f"unknown task(s) {unknown}; tasks are {', '.join(TASKS)}")
         check(self.tasks is None or len(self.tasks) > 0, "--tasks must name at least one task")
-        for name in ("steps", "batch_size", "save_every", "log_every", "keep", "shuffle_buffer", "val_every"):
-            check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1")
         check(all(b >= 1 for b in self.task_batch.values()), "every --task-batch must be at least 1")
-        check(self.workers >= 0 and self.warmup_steps >= 0, "--workers and --warmup-steps must be >= 0")
-        check(self.val_shards >= 0 and self.val_batches >= 0, "--val-shards and --val-batches must be >= 0")
-        check(self.early_stop >= 0 and self.early_stop_margin >= 0, "--early-stop and its margin must be >= 0")
         check(self.lr > 0 and self.final_lr >= 0, "--lr must be > 0 and --final-lr >= 0")
 
     def batch_for(self, task: str) -> int:
@@ -159,6 +195,32 @@ def tuplify(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: tuplify(v) for k, v in value.items()}
     return value
+
+
+def flag_of(f: Any) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def fields_by_name() -> dict[str, Any]:
+    return {f.name: f for f in fields(TrainConfig)}
+
+
+def check_field(f: Any, value: Any) -> None:
+    """A field's value against its declared choices and range (one line naming the flag)."""
+    meta, flag = f.metadata, flag_of(f)
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{flag} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+    if value is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    if meta.get("low") is not None and value < meta["low"]:
+        raise ConfigError(f"{flag} must be at least {meta['low']}, got {value}")
+    if meta.get("high") is not None and value > meta["high"]:
+        raise ConfigError(f"{flag} must be at most {meta['high']}, got {value}")
+
+
+# Options a resumed run may change (declared with resume=True); any other given on the command line must
+# equal the saved one.
+RESUME_MAY_CHANGE = frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("resume"))
 
 
 def valid_device(option: str) -> bool:

@@ -33,17 +33,25 @@ def run_folder_lock(out: Path) -> Iterator[None]:
             out.rmdir()
 
 
-def resume_point(out: Path, resume: bool, steps: int) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint a run continues from (None for a new run), checked against the folder and ``steps``."""
+def latest_checkpoint(out: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint of the run in ``out`` that loads: one line when there is none, or all are damaged."""
     try:
-        found = ckpt.load_latest(out) if resume else None
+        found = ckpt.load_latest(out)
     except ckpt.DamagedCheckpoints as exc:
         raise ConfigError(f"--resume: {exc}") from None
-    if resume and found is None:
+    if found is None:
         raise ConfigError(f"--resume: no checkpoint in {out}")
-    if not resume and ckpt.checkpoints(out):
-        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    if found is not None and int(found[1]["step"]) > steps:
+    return found
+
+
+def resume_point(out: Path, resume: bool, steps: int) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint a run continues from (None for a new run), checked against the folder and ``steps``."""
+    if not resume:
+        if ckpt.checkpoints(out):
+            raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        return None
+    found = latest_checkpoint(out)
+    if int(found[1]["step"]) > steps:
         raise ConfigError(
             f"--resume --steps {steps}: {out} is already at step {int(found[1]['step'])}; ask for more steps, "
             "or leave --steps out to finish the run's own"

@@ -3,20 +3,25 @@
 Sequences pair by name: a frame folder ``<videos>/.../<seq>/`` or a video file ``<seq>.mp4`` with
 ``<masks>/<seq>/*.png`` (DAVIS: ``JPEGImages/480p`` with ``Annotations/480p``; the embedded sample:
 ``videos/`` with ``masks/``). Frames are scored at the working resolution; ground truth is resized
-to it (nearest) and any nonzero label is foreground (DAVIS-2017 object ids included).
+to it (nearest) and any nonzero label is foreground (DAVIS-2017 object ids included). The pairing rule, the
+ground truth and J are the contract's (``mtssl.contract.frames``), shared with ``mtssl-eval motion``, which runs
+this command as a subprocess to score the flow masks beside its head: each sequence's record names its
+``source`` for it, and a second source of the same name is skipped, as there.
 """
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from mtssl.contract.frames import SequenceError, SequenceSource, load_ground_truth
 from pipelines.errors import Reject
 from pipelines.motion.camera import make_flow
 from pipelines.motion.config import MaskConfig
@@ -26,23 +31,22 @@ from pipelines.videos import OPEN_END, VideoSource, iter_frames, list_video_tree
 
 
 def sequence_name(source: VideoSource) -> str:
-    path = PurePosixPath(source.relpath)
-    return path.name if source.kind == "frames" else path.stem
+    return SequenceSource(source.relpath, source.kind).name
 
 
-def load_ground_truth(folder: Path, shape: tuple[int, int]) -> list[np.ndarray]:
-    """The folder's PNG masks in numeric order, resized (nearest) to ``shape``, as 0/255 uint8."""
-    from pipelines.videos import _frame_order
-
-    masks = []
-    for path in sorted(folder.glob("*.png"), key=lambda p: _frame_order(p.name)):
-        label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if label is None:
-            raise Reject("corrupt image", f"ground truth {path.name}")
-        label = label.max(axis=2) if label.ndim == 3 else label
-        resized = cv2.resize(label, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-        masks.append(np.where(resized > 0, 255, 0).astype(np.uint8))
-    return masks
+def read_mask_config(path: Path, base: MaskConfig) -> MaskConfig:
+    """``base`` with the settings of a JSON file of mask settings (as a motion manifest's ``config.recipe.mask``
+    holds them). Keys that are no setting are ignored (a set built by another version); ValueError when the
+    file is no such object or a value is invalid."""
+    saved = json.loads(Path(path).read_text())
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} holds no JSON object of mask settings")
+    known = {f.name for f in dataclasses.fields(MaskConfig)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known}
+    try:
+        return dataclasses.replace(base, **values)
+    except TypeError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 SHEET_FRAMES = 3  # frames per sequence on the --sheet picture
@@ -76,7 +80,7 @@ def score_source(
     scores = score_sequence(frames, truth, cfg, flow)
     if pictures is not None and scores["scored"]:
         pictures[sequence_name(source)] = pictures_of(frames, truth, scores["frames"], cfg, flow)
-    return scores
+    return {"source": source.relpath, **scores}
 
 
 def score_tree(
@@ -94,10 +98,12 @@ def score_tree(
             skipped[source.relpath] = "not a video"
         elif not any((masks / name).glob("*.png")):
             skipped[source.relpath] = "no ground truth"
+        elif name in sequences:
+            skipped[source.relpath] = "duplicate sequence name"
         else:
             try:
                 sequences[name] = score_source(videos, masks, source, cfg, size, flow, pictures)
-            except Reject as exc:
+            except (Reject, SequenceError) as exc:
                 skipped[source.relpath] = str(exc)
     out = {"sequences": sequences, "overall": overall(sequences), "skipped": skipped}
     return out if pictures is None else {**out, "pictures": pictures}

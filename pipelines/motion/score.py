@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mtssl.contract.frames import iou
 from pipelines.motion.camera import make_flow
 from pipelines.motion.camera import to_gray as _gray
 from pipelines.motion.config import MaskConfig
@@ -40,14 +41,6 @@ SUMMARY_KEYS = (
     "recall_kept",
     "precision_kept",
 )
-
-
-def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Intersection over union of two masks (nonzero = foreground). Two empty masks score 1.0 (nothing to
-    find and nothing found is a perfect answer, as in DAVIS's J); one empty and one not score 0.0."""
-    pred, gt = np.asarray(pred) > 0, np.asarray(gt) > 0
-    union = np.count_nonzero(pred | gt)
-    return 1.0 if union == 0 else float(np.count_nonzero(pred & gt) / union)
 
 
 def recall_precision(pred: np.ndarray, gt: np.ndarray) -> tuple[float | None, float | None]:

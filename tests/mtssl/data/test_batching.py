@@ -9,13 +9,27 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
 import webdataset as wds
 
-from mtssl.contract import DECODERS, decode_npy, encode_npy
-from mtssl.data.batching import BatchRing
+from mtssl.contract import (
+    DECODERS,
+    EXTENSION_DECODERS,
+    FIELDS_BY_KEY,
+    FIELDS_BY_NAME,
+    Field,
+    Layout,
+    decode_npy,
+    decode_sample,
+    encode_jpeg,
+    encode_npy,
+    tile,
+)
+from mtssl.data.batching import BatchDecoder, BatchRing
+from mtssl.data.device_decode import decode_on_device
 from mtssl.data.shardsets import load_set
 from mtssl.data.stream import (
     StepStream,
@@ -92,6 +106,40 @@ def test_a_corrupt_sample_is_skipped_and_its_batch_filled_from_the_next(shard_ro
     with pytest.warns(UserWarning, match="skipping sample .*corrupt JPEG"):
         batch = next(iter(task_pipeline(spec, seed=0)))
     assert batch["rgb"].shape == (3, 3, 96, 96)
+
+
+TILES = Field("tiles.jpg", "tiles", Layout.IMAGE, "uint8", channels=3, device_decode=True)  # a jigsaw task's
+
+
+@pytest.fixture
+def tiles(monkeypatch: pytest.MonkeyPatch) -> Field:
+    """A new field, in the table's indexes (what its one entry in ``FIELD_TABLE`` puts there)."""
+    monkeypatch.setitem(FIELDS_BY_KEY, TILES.key, TILES)
+    monkeypatch.setitem(FIELDS_BY_NAME, TILES.name, (TILES,))
+    monkeypatch.setitem(DECODERS, TILES.name, EXTENSION_DECODERS[TILES.encoding])
+    return TILES
+
+
+def opencv_rgb(blobs: list[torch.Tensor], gray: bool, device: torch.device) -> list[torch.Tensor]:
+    """A CPU stand-in for nvJPEG: colour JPEGs to RGB planes."""
+    assert not gray
+    images = [cv2.imdecode(blob.numpy(), cv2.IMREAD_COLOR)[..., ::-1].transpose(2, 0, 1) for blob in blobs]
+    return [torch.from_numpy(np.ascontiguousarray(image)).to(device) for image in images]
+
+
+def test_a_new_image_field_is_batched_from_its_table_entry_alone(tiles):
+    rng = np.random.default_rng(0)
+    raw = []
+    for i in range(4):  # nine 16 x 16 colour tiles side by side
+        grid = [cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), (16, 16)) for _ in range(9)]
+        raw.append({"__key__": f"k{i}", "tiles.jpg": encode_jpeg(tile(grid, 9)), "json": b"{}"})
+    fields = fields_for((tiles.key,))
+    assert fields == ("tiles.jpg",)
+    [batch] = BatchDecoder(fields, 4)(iter(raw))
+    assert batch["tiles"].shape == (4, 3, 16, 144)
+    assert same(batch, batch_from_samples([decode_sample(r, fields) for r in raw]))
+    [encoded] = BatchDecoder(fields, 4, keep_jpeg=True)(iter(raw))
+    assert same(decode_on_device(encoded, torch.device("cpu"), opencv_rgb), batch)
 
 
 def test_the_ring_reuses_a_slot_only_after_its_release():

@@ -1,8 +1,11 @@
-"""``mtssl-eval motion``: the motion head scored as a segmenter (J per frame, sequence and overall)."""
+"""``mtssl-eval motion``: the motion head scored as a segmenter (J per frame, sequence and overall), the flow masks
+beside it from the producer's ``score-motion`` run as a subprocess, and the contract's sequence reader, which must
+read what the producer reads."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -11,19 +14,23 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
+from mtssl.contract.frames import list_sequences, load_ground_truth, read_frames
 from mtssl.eval.cli import app
 from mtssl.eval.motion import (
     DEFAULT_SIZE,
     MotionEvalError,
     evaluate_motion,
     load_motion_network,
+    merge_flow,
     motion_recipe,
     network_predictor,
     resize_logits,
     run_size,
 )
+from tests.pipelines.videokit import moving_square_frames, write_video
 
 pytestmark = pytest.mark.usefixtures("motion_one_thread")
+MOTION_FRAME = (48, 64)  # the fixture's frames and masks (height, width)
 
 
 def oracle(frames: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
@@ -69,7 +76,11 @@ def test_empty_ground_truth_is_listed_apart(motion_run, motion_davis):
     assert "ground truth empty on every frame (not scored): blank" in console.export_text()
 
 
+@pytest.mark.slow  # starts the producer's score-motion
 def test_flow_scores_the_same_frames_and_the_head_on_them(motion_run, motion_davis):
+    from pipelines.motion.config import MaskConfig
+    from pipelines.motion.evaluate import score_tree
+
     videos, masks = motion_davis
     results = evaluate_motion(motion_run(), videos, masks, size=48, flow=True, predict=oracle, console=quiet())
     slide = results["sequences"]["slide"]
@@ -81,6 +92,8 @@ def test_flow_scores_the_same_frames_and_the_head_on_them(motion_run, motion_dav
     drop = results["sequences"]["drop"]
     assert drop["flow_frames"] == 3 and results["overall"]["flow_frames"] == 7
     assert results["overall"]["flow_frames"] == sum(s["flow_frames"] for s in results["sequences"].values())
+    direct = score_tree(videos, masks, MaskConfig(), size=48)["sequences"]["slide"]["frames"]  # in this process
+    assert [r["iou"] for r in slide["flow_per_frame"]] == [r["iou"] for r in direct if not r["gt_empty"]]
 
 
 def test_missing_folders_raise(motion_run, motion_davis, tmp_path):
@@ -122,6 +135,7 @@ def test_logits_of_a_side_that_is_not_a_multiple_of_16_map_onto_the_frame(motion
     assert network_predictor(net, torch.device("cpu"))(frames, (80, 144)).shape == (3, 80, 144)
 
 
+@pytest.mark.slow  # starts the producer's score-motion
 def test_end_to_end_cli_with_an_untrained_network(motion_run, motion_davis, tmp_path):
     videos, masks = motion_davis
     run, out = motion_run(recipe_size=48, step=7), tmp_path / "motion.json"
@@ -140,3 +154,89 @@ def test_end_to_end_cli_with_an_untrained_network(motion_run, motion_davis, tmp_
     assert any(line.startswith("mean of 2") for line in lines)
     failed = CliRunner().invoke(app, ["motion", "--run", str(run), "--videos", str(videos), "--masks", str(tmp_path)])
     assert failed.exit_code == 2 and "error: no frames under" in failed.output
+
+
+def test_the_contract_lists_and_reads_sequences_as_the_producer_does(motion_davis):
+    """Frame folders and a video file: the same sources, names and frame order, and the same pixels at the
+    working size, so the head (read through the contract) and the flow (read by the producer) see one video."""
+    from pipelines.motion.evaluate import sequence_name
+    from pipelines.videos import OPEN_END, iter_frames, list_video_tree
+
+    videos, masks = motion_davis
+    write_video(videos / "clip.mp4", moving_square_frames(count=5))
+    (videos / "notes.txt").write_text("not a video")
+    ours, theirs = list_sequences(videos), list_video_tree(videos)
+    assert [(s.relpath, s.kind, s.frames, s.name) for s in ours] == [
+        (s.relpath, s.kind, s.frames, sequence_name(s)) for s in theirs
+    ]
+    assert {s.kind for s in ours} == {"frames", "file", "other"}
+    for mine, source in zip(ours, theirs, strict=True):
+        if source.kind != "other":
+            expected = [f.rgb for f in iter_frames(videos, source, 0, OPEN_END, 40)]
+            got = read_frames(videos, mine, 40)
+            assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+    truth = load_ground_truth(masks / "drop")
+    assert [t.shape for t in truth] == [MOTION_FRAME] * 3 and [int(t.max()) for t in truth] == [255] * 3
+
+
+@pytest.mark.slow  # starts the producer's score-motion
+def test_a_frame_that_cannot_be_decoded_skips_its_sequence_with_and_without_flow(motion_run, motion_davis):
+    videos, masks = motion_davis
+    run, frame = motion_run(), videos / "drop" / "00001.jpg"
+    frame.write_bytes(frame.read_bytes()[:200])  # cut short
+    for flow in (False, True):
+        results = evaluate_motion(run, videos, masks, size=48, flow=flow, predict=oracle, console=quiet())
+        assert set(results["sequences"]) == {"slide"}
+        assert results["skipped"]["drop"].startswith("damaged frame: frame 1: frame file 00001.jpg unusable")
+
+
+def flow_row(frame: int, iou: float, kept: bool, gt_empty: bool = False) -> dict:
+    """A per-frame row as ``score-motion --json`` writes it (its other figures included)."""
+    row = {"frame": frame, "partners": [frame + 1], "iou": iou, "kept": kept, "gt_empty": gt_empty}
+    return {**row, "reason": None if kept else "too little foreground", "recall": 1.0, "stats": {"fg_share": 0.1}}
+
+
+def test_the_flow_is_merged_by_sequence_and_source_and_its_skips_are_kept():
+    scored = {
+        "sequences": {
+            "a": {"source": "x/a", "frames": [flow_row(0, 0.5, True), flow_row(1, 1.0, False, gt_empty=True)]},
+            "b": {"source": "elsewhere/b", "frames": [flow_row(0, 0.5, True)]},
+        },
+        "skipped": {"z/c": "damaged frame: frame 3: a refused packet"},
+    }
+    heads = {"a": ("x/a", [0.25, 0.75]), "b": ("y/b", [1.0]), "c": ("z/c", [0.0, 0.0])}
+    skipped: dict[str, str] = {}
+    sequences = merge_flow(heads, scored, skipped)
+    assert list(sequences) == ["a"]
+    a = sequences["a"]
+    assert a["flow_per_frame"] == [{"frame": 0, "partners": [1], "iou": 0.5, "kept": True, "reason": None}]
+    assert (a["head_j"], a["head_j_flow_frames"], a["flow_j"], a["flow_frames"]) == (0.5, 0.25, 0.5, 1)
+    assert skipped == {"y/b": "not scored by mtssl-data score-motion", "z/c": scored["skipped"]["z/c"]}
+    assert merge_flow(heads, None, {})["b"]["flow_frames"] == 0  # --no-flow
+
+
+@pytest.mark.slow  # starts the producer's score-motion
+def test_a_second_source_of_a_name_is_skipped_by_both_evaluators(motion_run, motion_davis):
+    videos, masks = motion_davis
+    shutil.copytree(videos / "slide", videos / "zz" / "slide")  # listed after slide/
+    results = evaluate_motion(motion_run(), videos, masks, size=48, flow=True, predict=oracle, console=quiet())
+    assert results["skipped"] == {"zz/slide": "duplicate sequence name"}
+    assert results["sequences"]["slide"]["flow_frames"] == 4
+
+
+@pytest.mark.slow  # starts the producer's score-motion
+def test_the_runs_mask_settings_reach_the_flow_scoring(motion_run, motion_davis):
+    videos, masks = motion_davis
+    run = motion_run(recipe_size=48)
+    manifest = run.parent / f"{run.name}-shards" / "motion" / "manifest.json"
+
+    def with_mask(mask: dict) -> None:
+        manifest.write_text(json.dumps({"task": "motion", "config": {"recipe": {"size": 48, "mask": mask}}}))
+
+    with_mask({"gaps": [1], "bidirectional": False, "a setting of another version": 1})
+    results = evaluate_motion(run, videos, masks, flow=True, predict=oracle, console=quiet())
+    assert results["flow_config"]["gaps"] == [1] and results["flow_config"]["bidirectional"] is False
+    assert [r["partners"] for r in results["sequences"]["slide"]["flow_per_frame"]] == [[1], [2], [3]]
+    with_mask({"gaps": []})
+    with pytest.raises(MotionEvalError, match=r"--mask-config: gaps must be positive .*pass --no-flow"):
+        evaluate_motion(run, videos, masks, flow=True, predict=oracle, console=quiet())

@@ -7,10 +7,11 @@ import torch.nn.functional as F
 
 from mtssl.contract import RELPOS_LABELS
 from mtssl.inputs import MODES, split_grid
-from mtssl.model import MultiTaskNet, NetworkConfig
+from mtssl.model import PENALTY, MultiTaskNet, NetworkConfig
 from mtssl.tasks import TASKS, ExemplarHeadConfig, RelposHeadConfig, RelposTask
 from mtssl.tasks.exemplar import draw_views, triplet_accuracy, triplet_loss
 from mtssl.tasks.motion import mask_iou, motion_loss
+from mtssl.train.step import total_loss
 
 ALL = tuple(TASKS)
 METRICS = {name: task.metric_name for name, task in TASKS.items()}
@@ -43,10 +44,12 @@ def test_shapes_for_every_depth_and_task(tiny_net, make_batch, depth, width, mod
         assert 0.0 <= metrics[METRICS[task]].item() <= 1.0
 
 
-def test_forward_sums_task_losses_and_the_penalty(tiny_net, make_batch):
+def test_forward_returns_each_loss_and_the_penalty_which_the_trainer_sums(tiny_net, make_batch):
     net = tiny_net(l1=0.5)
     batches = {task: make_batch(task) for task in ALL}
-    total, metrics = net(batches, torch.Generator().manual_seed(0))
+    terms, metrics = net(batches, torch.Generator().manual_seed(0))
+    assert list(terms) == [PENALTY, *ALL]
+    total = total_loss(terms)
     task_losses = sum(metrics[f"{task}_loss"] for task in ALL)
     assert metrics["lasso_penalty"].item() == pytest.approx(0.5 * len(ALL))  # naive rows of L1 norm 1
     assert total.item() == pytest.approx((task_losses + metrics["lasso_penalty"]).item(), rel=1e-5)
@@ -56,7 +59,7 @@ def test_forward_sums_task_losses_and_the_penalty(tiny_net, make_batch):
 def test_gradients_reach_every_parameter(tiny_net, make_batch):
     """Eval-mode BN, so biases that train-mode BN would cancel exactly still receive a gradient."""
     net = tiny_net(input_mode="native").eval()
-    total, _ = net({task: make_batch(task) for task in ALL})
+    total = total_loss(net({task: make_batch(task) for task in ALL})[0])
     total.backward()
     missing = [name for name, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
@@ -67,7 +70,7 @@ def test_gradients_reach_every_parameter(tiny_net, make_batch):
 
 def test_gradients_in_training_mode_reach_heads_and_lasso(tiny_net, make_batch):
     net = tiny_net()
-    total, _ = net({task: make_batch(task) for task in ALL})
+    total = total_loss(net({task: make_batch(task) for task in ALL})[0])
     total.backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name

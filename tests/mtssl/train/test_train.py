@@ -38,8 +38,11 @@ def test_every_task_loss_falls(tiny_config):
 
 
 def test_resume_from_a_checkpoint_repeats_the_uninterrupted_run(tiny_config, tmp_path):
-    """Two loader workers, so the resumed run also restarts persistent workers' streams."""
-    whole = tiny_config(steps=8, save_every=4, keep=3, workers=2, warmup_steps=2, out=str(tmp_path / "whole"))
+    """A checkpoint at a stream segment's start resumes bit for bit. Two loader workers, so the resumed run
+    also restarts persistent workers' streams."""
+    whole = tiny_config(
+        steps=8, save_every=4, stream_segment=4, keep=3, workers=2, warmup_steps=2, out=str(tmp_path / "whole")
+    )
     train(whole)
     resumed = Path(tmp_path / "resumed")
     resumed.mkdir()
@@ -136,3 +139,24 @@ def test_a_checkpoint_before_the_first_log_record_does_not_crash(tiny_config):
     train(cfg)
     run = Path(cfg.out)
     assert [step for step, _ in checkpoints(run)][-1] == 4 and (run / TRUNK_FILE).is_file()
+
+
+def test_checkpoints_do_not_restart_the_streams(tiny_config, tmp_path):
+    """The checkpoint interval changes no batch: runs saving every 2 and every 6 steps take the same steps."""
+    runs = []
+    for every in (2, 6):
+        cfg = tiny_config(steps=6, save_every=every, keep=5, out=str(tmp_path / f"every-{every}"))
+        train(cfg)
+        runs.append({r["step"]: r["loss"] for r in step_records(cfg.out)})
+    assert runs[0] == runs[1]
+
+
+def test_stream_segments_restart_the_streams(tiny_config, tmp_path):
+    """With --stream-segment the streams start again (fresh seeds) at its multiples: other batches."""
+    losses = []
+    for segment in (0, 3):
+        cfg = tiny_config(steps=6, save_every=6, stream_segment=segment, out=str(tmp_path / f"segment-{segment}"))
+        train(cfg)
+        losses.append({r["step"]: r["loss"] for r in step_records(cfg.out)})
+    assert all(losses[0][step] == losses[1][step] for step in (1, 2, 3))
+    assert any(losses[0][step] != losses[1][step] for step in (4, 5, 6))

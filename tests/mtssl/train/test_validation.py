@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import mtssl.train.loop as loop
+import mtssl.train.setup as setup
 from mtssl.data.shardsets import ShardSet, open_sets
 from mtssl.tasks import TASKS
 from mtssl.tasks import TASKS as TASK_CLASSES
@@ -76,12 +76,12 @@ def val_keys(task: str) -> set[str]:
 def test_a_run_logs_validation_of_every_task_and_never_trains_on_it(split_root, tiny_config, monkeypatch, capsys):
     specs = []
 
-    class RecordingStream(loop.StepStream):
+    class RecordingStream(setup.StepStream):
         def __init__(self, task_specs, *args, **kwargs):
             specs.extend(task_specs)
             super().__init__(task_specs, *args, **kwargs)
 
-    monkeypatch.setattr(loop, "StepStream", RecordingStream)
+    monkeypatch.setattr(setup, "StepStream", RecordingStream)
     cfg = tiny_config(shards=str(split_root), steps=5, val_every=3, log_every=2, save_every=5, batch_size=2)
     cfg = replace(cfg, val_shards=1, val_batches=2)
     train(cfg)

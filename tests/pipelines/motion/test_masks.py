@@ -4,12 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
+from mtssl.contract.frames import iou
 from pipelines.motion.camera import fit_camera, make_flow, model_flow, texture_map, to_gray
 from pipelines.motion.config import PRESETS, MaskConfig, quality_config
 from pipelines.motion.masks import motion_mask, motion_mask_at, naive_from_flow, naive_mask, translation_from_flow
 from pipelines.motion.pairing import filter_reason, is_scene_cut
 from pipelines.motion.regions import border_share, combine_evidence, grabcut_refine
-from pipelines.motion.score import iou
 
 CFG = MaskConfig()
 
