@@ -9,6 +9,8 @@ Runs, each with ``--preset cpu`` (and ``--steps`` when given), for every seed:
 - ``rotation`` alone and ``all-five`` (the four with rotation, lasso on), where the shards hold a rotation
   set (``mtssl-data build rotation``); the paper's rows always name their four tasks, so adding the set
   changes none of them;
+- ``jigsaw`` alone, where the shards hold a jigsaw set (``mtssl-data build jigsaw``), and ``all-six`` (the
+  five with jigsaw, lasso on), where they hold both;
 
 then probes every trunk (``mtssl-eval probe``, beside random-init trunks) on each labelled folder given,
 writes the report with the comparison bar chart, and prints a Markdown table of the best probe accuracy
@@ -42,8 +44,10 @@ GRID: dict[str, list[str]] = {
     "all-native": [*PAPER_TASKS, "--input-mode", "native"],
     "rotation": ["--tasks", "rotation"],
     "all-five": ["--tasks", "relpos,color,exemplar,motion,rotation"],
+    "jigsaw": ["--tasks", "jigsaw"],
+    "all-six": ["--tasks", "relpos,color,exemplar,motion,rotation,jigsaw"],
 }
-NEEDS_ROTATION = ("rotation", "all-five")
+NEEDS = {"rotation": ("rotation", "all-five", "all-six"), "jigsaw": ("jigsaw", "all-six")}  # rows -> the set they need
 
 
 def bin_of(name: str) -> str:
@@ -94,8 +98,8 @@ def main() -> None:
     parser.add_argument("train_args", nargs="*", help="after --: options for every mtssl-train run")
     args = parser.parse_args()
     if args.only is None:
-        has_rotation = (args.shards / "rotation" / "manifest.json").is_file()
-        args.only = [name for name in GRID if has_rotation or name not in NEEDS_ROTATION]
+        lacking = [task for task in NEEDS if not (args.shards / task / "manifest.json").is_file()]
+        args.only = [name for name in GRID if not any(name in NEEDS[task] for task in lacking)]
     probes = dict(item.split("=", 1) for item in args.probe)
     results: dict[str, dict[str, list[dict]]] = {}
     runs = []

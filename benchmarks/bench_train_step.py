@@ -8,7 +8,7 @@ task, interleaved round by round so that machine noise hits all alike:
 - "paper heads": every head at the paper's width (what every run had before heads followed the trunk);
 - "trunk-following heads": the default heads now;
 - "+ cpu preset crops": those heads with the training crops of ``--preset cpu`` (relpos 80, colour 176,
-  exemplar 80 px; motion frames cropped to 160 px, as the loader does with ``--motion-crop 160``).
+  exemplar 80 px; motion frames cropped to 160 px, as the loader does with ``--task-opt motion.crop=160``).
 
 Prints the median step time of each, the ratios to the first, parameter counts and checkpoint sizes.
 

@@ -12,9 +12,8 @@ Normalisation:
 - RGB: 0-255 minus the ImageNet mean ``IMAGENET_MEAN`` (src: the released model's input convention).
 - L: the stored ``L8 = L * 255 / 100`` minus 127.5, i.e. Zhang et al.'s ``L - 50`` (src: their released
   colorization model centres L at 50) expressed in the same 0-255 units as the RGB input.
-- Relative-position patches are normalised per patch instead (src: deepcontext ``prep_image``): the kept
-  channel (or L) loses its mean, dropped channels become uniform noise in [-0.5, 0.5], and the patch is
-  divided by its RMS and scaled by 50.
+- A task may normalise its own way with the per-sample tools below (``rms_normalize``, ``color_drop``,
+  ``random_downsample``), its amounts its own: relative position does (``mtssl.tasks.relpos.relpos_input``).
 
 Batch layout (what the trainer hands over, see :func:`batch_from_samples`), one key per entry of the
 contract's field table (``mtssl.contract.fields``, which gives each key's dtype and layout): images NCHW
@@ -38,8 +37,6 @@ IMAGENET_MEAN = (123.68, 116.779, 103.939)  # src: released model, 0-255 RGB min
 SRGB_TO_Y = (0.212671, 0.715160, 0.072169)  # linear sRGB -> CIE Y, D65 (the weights OpenCV uses)
 LAB_EPSILON, LAB_KAPPA = 0.008856, 903.3  # CIE's linear segment of L* for dark colours
 L_MEAN = 127.5  # src: Zhang et al. subtract 50 from L in 0-100; 50 * 255 / 100 in stored L8 units
-RMS_SCALE = 50.0  # src: deepcontext prep_image, "scale by 50 so the variance is roughly AlexNet's"
-NOISE_AMPLITUDE = 1.0  # src: deepcontext prep_image, dropped channels = uniform(0, 1) - 0.5
 
 # Contract field -> batch key, for the fields with a member of their own (a view of the field table).
 BATCH_KEYS = {f.name: f.key for f in FIELD_TABLE if f.layout is not Layout.JSON_VALUE}
@@ -95,15 +92,13 @@ def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot feed a {x.shape[1]}-channel input to a {channels}-channel trunk")
 
 
-def rms_normalize(x: torch.Tensor, scale: float = RMS_SCALE, eps: float = 1e-6) -> torch.Tensor:
+def rms_normalize(x: torch.Tensor, scale: float, eps: float = 1e-6) -> torch.Tensor:
     """Divide each sample (over C,H,W) by its root mean square and multiply by ``scale``."""
     rms = x.square().mean(dim=(1, 2, 3), keepdim=True).sqrt()
     return x / rms.clamp_min(eps) * scale
 
 
-def color_drop(
-    rgb: torch.Tensor, noise: float = NOISE_AMPLITUDE, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def color_drop(rgb: torch.Tensor, noise: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Keep one random channel per sample (mean removed); replace the other two by uniform noise.
 
     ``rgb`` is float (N,3,H,W) in 0-255 units; the noise is uniform in ``[-noise/2, noise/2]``
@@ -118,7 +113,7 @@ def color_drop(
 
 
 def random_downsample(
-    x: torch.Tensor, prob: float, min_side: int = 10, generator: torch.Generator | None = None
+    x: torch.Tensor, prob: float, min_side: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """With probability ``prob`` per sample, shrink to a random side in [min_side, P-1] and resize back.
 
@@ -140,43 +135,12 @@ def random_downsample(
     return out
 
 
-def relpos_input(
-    patches: torch.Tensor,
-    mode: str,
-    noise: float = NOISE_AMPLITUDE,
-    scale: float = RMS_SCALE,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Relative-position patches (N,C,P,P), uint8 or float in 0-255 -> per-patch normalised floats.
-
-    Harmonized: L (C=1) minus its mean, RMS-normalised. Native: RGB (C=3) colour-dropped, RMS-normalised.
-    """
-    x = patches.float()
-    if check_mode(mode) == "harmonized":
-        if x.shape[1] != 1:
-            raise ValueError("harmonized relative-position input is the L channel (1 channel)")
-        x = x - x.mean(dim=(1, 2, 3), keepdim=True)
-    else:
-        if x.shape[1] != 3:
-            raise ValueError("native relative-position input is RGB (3 channels)")
-        x = color_drop(x, noise, generator)
-    return rms_normalize(x, scale)
-
-
 def split_grid(tiles: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """(N, C, rows*h, cols*w) -> (N, rows*cols, C, h, w), reading order (as ``contract.untile``)."""
     n, c, height, width = tiles.shape
     h, w = height // rows, width // cols
     parts = tiles.reshape(n, c, rows, h, cols, w).permute(0, 2, 4, 1, 3, 5)
     return parts.reshape(n, rows * cols, c, h, w)
-
-
-def split_views(tiles: torch.Tensor) -> torch.Tensor:
-    """K square views tiled left to right (N, C, V, K*V) -> (N, K, C, V, V)."""
-    height, width = tiles.shape[-2:]
-    if width % height:
-        raise ValueError(f"exemplar tiling must be K square views in a row, got {height}x{width}")
-    return split_grid(tiles, 1, width // height)
 
 
 def _collate(field: Field, values: list[Any]) -> torch.Tensor:

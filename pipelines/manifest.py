@@ -3,8 +3,8 @@
 The manifest holds everything needed to trust and reuse the set: task, schema version, resolved
 config and its hash, package versions, source and input count, the shard list in the shape that
 ``wids`` reads (``url``, ``nsamples``, ``filesize``, ``md5sum``), totals, rejects by reason and the
-task's summaries (the colour set's ab prior). It holds no timestamps, so identical builds give
-identical manifests.
+task's summaries (the colour set's ab prior) and the recipe parameters the trainer may rely on
+(``declared``). It holds no timestamps, so identical builds give identical manifests.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import pyarrow.parquet as pq
 
 from mtssl.contract import INDEX_FILE, MANIFEST_FILE, PARTS_DIR, REJECTS_FILE, Manifest, shard_name, stats_name
 from mtssl.contract import locations as loc
+from mtssl.contract.manifest import declaration
 from pipelines.plan import BuildPlan
+from pipelines.recipes import RECIPES
 from pipelines.shard_result import INDEX_SCHEMA, REJECT_SCHEMA, unit_source
 from pipelines.shardjob import summarize_counts
 
@@ -78,6 +80,13 @@ def check_accounting(plan: BuildPlan, index: pa.Table, rejects: pa.Table) -> Non
         raise RuntimeError(f"accounting error: {index.num_rows} + {rejects.num_rows} rows for {plan.inputs} inputs")
 
 
+def declared_block(task: str, recipe_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The parameters the task's recipe declares (its config's ``DECLARED``: name -> field), with this build's
+    values and build options: what the trainer checks a run against, without knowing the config's keys."""
+    names: dict[str, str] = getattr(RECIPES[task].config_type, "DECLARED", {})
+    return {name: declaration(recipe_config[key], key) for name, key in names.items()}
+
+
 def _reason_counts(rejects: pa.Table, kind: str) -> dict[str, int]:
     rows = rejects.filter(pc.equal(rejects.column("kind"), kind)).column("reason").to_pylist()
     return dict(sorted(Counter(rows).items()))
@@ -122,6 +131,7 @@ def write_manifest(plan: BuildPlan) -> Manifest:
         },
         "rejects": rejected,
         "filtered": filtered,
+        "declared": declared_block(plan.task, plan.config["recipe"]),
         **summarize_counts(plan.task, counts),
     }
     loc.write_json(loc.join(out, MANIFEST_FILE), manifest)

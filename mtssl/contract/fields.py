@@ -87,8 +87,9 @@ MASK = Field("mask.png", "mask", Layout.IMAGE, "uint8", croppable=True)  # 0 or 
 BINS = Field("bins.png", "bins", Layout.ARRAY, "int64")  # 16-bit PNG of ab-bin indices
 AB = Field("ab.npy", "ab", Layout.CHANNELS_LAST, "int8")
 GRAYSCALE = Field(JSON_FIELD, "grayscale", Layout.JSON_VALUE, "bool")
+TILES = Field("tiles.jpg", "tiles", Layout.IMAGE, "uint8", channels=3, device_decode=True)  # jigsaw's 3x3 tiles
 
-FIELD_TABLE: tuple[Field, ...] = (RGB, L, MASK, BINS, AB, GRAYSCALE)  # croppable fields in order of precedence
+FIELD_TABLE: tuple[Field, ...] = (RGB, L, MASK, BINS, AB, GRAYSCALE, TILES)  # croppable fields in order of precedence
 
 
 def _decoder(field: Field) -> Decoder:

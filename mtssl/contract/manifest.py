@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypedDict
+from collections.abc import Mapping
+from typing import Any, NamedTuple, TypedDict
 
 from mtssl.contract.names import READABLE_SCHEMA_VERSIONS, ShardSetError
 
@@ -21,7 +22,8 @@ class Manifest(TypedDict, total=False):
     """``manifest.json``, written last by the producer (``pipelines/manifest.py``): its named fields.
 
     The required ones are :data:`REQUIRED_KEYS`; a task's summaries (the colour set's ``ab_counts`` and
-    ``ab_prior``) come from its recipe's ``summarize``.
+    ``ab_prior``) come from its recipe's ``summarize``; ``declared`` holds the recipe parameters the consumer
+    may rely on (:func:`declared_parameters`).
     """
 
     __kind__: str  # "wids-shard-index-v1"
@@ -37,6 +39,7 @@ class Manifest(TypedDict, total=False):
     totals: dict[str, Any]  # shards, samples, rejected, filtered, bytes, bytes_per_sample
     rejects: dict[str, int]
     filtered: dict[str, int]
+    declared: dict[str, dict[str, Any]]  # name -> {"value": ..., "option": "--flag"} (see ``declaration``)
     ab_counts: list[int]
     ab_prior: list[float]
 
@@ -61,3 +64,36 @@ def parse_manifest(data: bytes, path: str, rebuild_hint: str) -> Manifest:
             + rebuild_hint.replace("{task}", str(manifest["task"]))
         )
     return manifest
+
+
+class Declared(NamedTuple):
+    """A recipe parameter the consumer may rely on: the value the set was built with, and the
+    ``mtssl-data build`` option that sets it (for messages that say how to rebuild)."""
+
+    value: Any
+    option: str
+
+
+def declaration(value: Any, config_field: str) -> dict[str, Any]:
+    """One entry of a manifest's ``declared`` block: a recipe config field's value and its build option
+    (a top-level field ``view_size`` is set by ``--view-size``, as ``pipelines.build_options`` names it)."""
+    return {"value": value, "option": "--" + config_field.replace("_", "-")}
+
+
+# Sets built before manifests carried a ``declared`` block (up to commit c3a08c7) are read through the recipe
+# config fields that held these parameters then. The one place the consumer names producer config keys.
+_UNDECLARED_SETS: dict[str, dict[str, str]] = {
+    "relpos": {"patch_side": "patch"},
+    "exemplar": {"view_side": "view_size", "views": "views"},
+    "motion": {"frame_side": "size"},
+}
+
+
+def declared_parameters(manifest: Mapping[str, Any]) -> dict[str, Declared]:
+    """The recipe parameters a set's manifest declares (its ``declared`` block), by name."""
+    block = manifest.get("declared")
+    if block is None:
+        recipe = manifest.get("config", {}).get("recipe", {})
+        fields = _UNDECLARED_SETS.get(manifest.get("task", ""), {})
+        block = {name: declaration(recipe[key], key) for name, key in fields.items() if key in recipe}
+    return {name: Declared(entry["value"], entry["option"]) for name, entry in block.items()}

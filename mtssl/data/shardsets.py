@@ -9,8 +9,10 @@ one :class:`ShardSetError` that says what to do, when it is:
   (``verify=True``) another md5 than the manifest says;
 - of another schema version than this mtssl reads (:data:`mtssl.contract.READABLE_SCHEMA_VERSIONS`);
 - without the fields the run's input mode reads (checked on the set's first stored sample), or built
-  with options that contradict the run by its task's own checks (``Task.check_set`` in
-  ``mtssl/tasks/<task>.py``: e.g. a patch size other than ``--patch-size``).
+  with parameters that contradict the run by its task's own checks (``Task.check_set`` in
+  ``mtssl/tasks/<task>.py``: e.g. a patch side other than ``--task-opt relpos.patch_size``), which read the
+  parameters its recipe declares (:attr:`ShardSet.declared`), not the recipe's config keys. The same check
+  refuses a run option the task cannot train with (``RunOptionError``: exemplar with a batch of one).
 
 A set may live in a local folder or at an fsspec URL (``s3://bucket/prefix/color``): see
 ``mtssl.contract.locations``. Nothing here imports torch or webdataset.
@@ -33,6 +35,7 @@ from mtssl.contract import (
     tar_members_of,
 )
 from mtssl.contract.locations import LocationError, is_dir, is_file, is_url, join, read_bytes, resolve, size, subfolders
+from mtssl.contract.manifest import Declared, declared_parameters
 
 if TYPE_CHECKING:
     from mtssl.tasks.base import RunOptions, Task
@@ -78,8 +81,9 @@ class ShardSet:
         return int(self.manifest["totals"]["samples"])
 
     @property
-    def recipe(self) -> dict[str, Any]:
-        return self.manifest["config"].get("recipe", {})
+    def declared(self) -> dict[str, Declared]:
+        """The recipe parameters the set's manifest declares (``mtssl.contract.manifest.declared_parameters``)."""
+        return declared_parameters(self.manifest)
 
     @property
     def where(self) -> str:
@@ -225,8 +229,9 @@ def first_sample_fields(path: str | Path) -> set[str]:
 
 
 def check_run(sset: ShardSet, task: type[Task], run: RunOptions, fields: Sequence[str]) -> None:
-    """Refuse a set that lacks a contract field the run decodes (``fields``), or whose build options
-    contradict the run by the task's own checks (``Task.check_set``)."""
+    """The one check of a task's set against the run: ``ShardSetError`` when the set lacks a contract field
+    the run decodes (``fields``) or its declared parameters contradict the run, ``RunOptionError`` (from
+    ``Task.check_set``) when a run option cannot train the task."""
     stored = first_sample_fields(sset.urls[0])
     lacking = [f for f in fields if f not in stored]
     if lacking:

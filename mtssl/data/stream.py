@@ -33,6 +33,7 @@ import hashlib
 import itertools
 import os
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,6 @@ from mtssl.contract.locations import cached_copy, is_url, read_bytes, read_local
 from mtssl.data.batching import BatchDecoder, BatchRing
 from mtssl.data.device_decode import RAW_SUFFIXES, Decoder, decode_on_device
 from mtssl.data.health import HEALTH, ShardHealth
-from mtssl.tasks import TASKS
 
 Bundle = dict[str, dict[str, torch.Tensor]]
 
@@ -85,8 +85,13 @@ def batches_of(bundle: Mapping[str, Any]) -> Bundle:
 
 
 def stream_seed(seed: int, task: str, rank: int, worker: int, start_step: int) -> int:
-    """The seed of one task's stream in one worker of one rank, for the segment starting at ``start_step``."""
-    return int(np.random.SeedSequence([seed, list(TASKS).index(task), rank, worker, start_step]).generate_state(1)[0])
+    """The seed of one task's stream in one worker of one rank, for the segment starting at ``start_step``.
+
+    The task enters by a stable hash of its name, not its place in the registry: adding a task leaves every
+    other task's data as it was.
+    """
+    entropy = [seed, zlib.crc32(task.encode()), rank, worker, start_step]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _selector(fields: Sequence[str]):

@@ -3,6 +3,7 @@
 from mtssl.tasks.base import Task
 from mtssl.tasks.color import ColorHeadConfig, ColorTask
 from mtssl.tasks.exemplar import ExemplarHeadConfig, ExemplarTask
+from mtssl.tasks.jigsaw import JigsawTask
 from mtssl.tasks.motion import MotionHeadConfig, MotionTask
 from mtssl.tasks.relpos import RelposHeadConfig, RelposTask
 from mtssl.tasks.rotation import RotationTask
@@ -13,6 +14,7 @@ TASKS: dict[str, type[Task]] = {
     "exemplar": ExemplarTask,
     "motion": MotionTask,
     "rotation": RotationTask,
+    "jigsaw": JigsawTask,
 }
 
 __all__ = [

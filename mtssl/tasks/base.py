@@ -13,10 +13,13 @@ that the loop, the network, the shard-set checks and the plots hold no task name
 
 - ``FIELDS``: the batch keys it reads per input mode (the loader decodes only those);
 - ``metric_name``: its metric in logs, plots and reports;
-- ``check_run(run)``: a run option it cannot work with (e.g. too small a batch), as a message;
-- ``check_set(sset, run)``: its shard set's build options that contradict the run (``ShardSetError``);
+- ``check_set(sset, run)``: refuse a run it cannot train: ``ShardSetError`` when its shard set's declared
+  parameters (``sset.declared``) contradict the run, ``RunOptionError`` when a run option does (too small a
+  batch); ``run.config`` is its head config, which holds its own run options (relpos' ``patch_size``);
 - ``manifest_inputs(manifest)``: what its constructor takes from its set's manifest (the colour prior);
-- ``loader_crop(recipe, run)``: the side of the square crop its loader takes of every image field.
+- ``loader_crop(sset, run)``: the side of the square crop its loader takes of every image field;
+- ``tiny_config()`` and ``example_batch(n, size, generator)``: a head config small enough for the tests' tiny
+  trunk, and random samples in its stored layout, so the tests hold no table of tasks.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from mtssl.contract import ShardSetError
+from mtssl.contract.manifest import Declared
 from mtssl.inputs import check_mode
 
 
@@ -41,7 +46,7 @@ class ShardSetView(Protocol):
     manifest: dict[str, Any]
 
     @property
-    def recipe(self) -> dict[str, Any]: ...
+    def declared(self) -> Mapping[str, Declared]: ...
 
     @property
     def where(self) -> str: ...
@@ -82,12 +87,15 @@ def resolve_widths(config: Any, in_channels: int) -> Any:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What a run asks of every task's shard set and loader (from its train config)."""
+    """What a run asks of one task's shard set and loader (from its train config)."""
 
     input_mode: str = "harmonized"
     batch_size: int = 1  # this task's batch
-    patch_size: int | None = None  # relpos patch / exemplar view side the run expects; None accepts the set's
-    motion_crop: int | None = None  # side of the square motion crops; None: the stored frames' shorter side
+    config: Any = None  # the task's head config (``--task-opt``); None: its defaults (``Task.config_of``)
+
+
+class RunOptionError(ValueError):
+    """A run option a task cannot train with (e.g. too small a batch); the train CLI reports it in one line."""
 
 
 class Task(nn.Module, ABC):
@@ -128,14 +136,15 @@ class Task(nn.Module, ABC):
         return cls.config_class(**plain)
 
     @classmethod
-    def check_run(cls, run: RunOptions) -> str | None:
-        """Why the run's options cannot train this task (a message), or None."""
-        return None
+    def config_of(cls, run: RunOptions) -> Any:
+        """The run's head config of this task, or its defaults."""
+        return run.config if run.config is not None else cls.config_class()
 
     @classmethod
     def check_set(cls, sset: ShardSetView, run: RunOptions) -> None:
-        """Raise ``ShardSetError`` when the set's build options contradict the run (the fields are checked
-        by the caller)."""
+        """Raise ``ShardSetError`` when the set's declared parameters contradict the run, ``RunOptionError``
+        when a run option cannot train this task (the fields are checked by the caller,
+        ``mtssl.data.shardsets.check_run``)."""
 
     @classmethod
     def manifest_inputs(cls, manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,9 +152,20 @@ class Task(nn.Module, ABC):
         return {}
 
     @classmethod
-    def loader_crop(cls, recipe: Mapping[str, Any], run: RunOptions) -> int | None:
+    def loader_crop(cls, sset: ShardSetView, run: RunOptions) -> int | None:
         """Side of the random square crop the loader takes of every image field (None: whole fields)."""
         return None
+
+    @classmethod
+    @abstractmethod
+    def tiny_config(cls) -> Any:
+        """A head config small enough for the tests' depth-18, width-8 trunk (their tiny networks and runs)."""
+
+    @classmethod
+    @abstractmethod
+    def example_batch(cls, n: int, size: int, generator: torch.Generator) -> Batch:
+        """``n`` random samples in the stored layout of the fields this task reads, with patches, views or
+        images of side ``size`` (tests)."""
 
     @abstractmethod
     def prepare(
@@ -162,14 +182,27 @@ class Task(nn.Module, ABC):
         """Scalar loss (fp32) and ``{metric_name: value}`` (detached scalars)."""
 
 
-def check_patch_size(sset: ShardSetView, run: RunOptions, option: str, build_flag: str) -> None:
-    """The set's stored patch side (``config.recipe.<option>``) must be the run's ``--patch-size``, when given."""
-    from mtssl.contract import ShardSetError
+def random_images(n: int, channels: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` uint8 images (N,C,H,W) of uniform noise, for a task's ``example_batch``."""
+    return torch.randint(0, 256, (n, channels, height, width), dtype=torch.uint8, generator=generator)
 
-    built = sset.recipe.get(option)
-    if run.patch_size is not None and built != run.patch_size:
+
+def declared(sset: ShardSetView, name: str) -> Declared:
+    """The set's declared parameter ``name`` (``ShardSetError`` when its recipe declares none)."""
+    params = sset.declared
+    if name not in params:
+        raise ShardSetError(f"{sset.where} declares no {name} in its manifest; rebuild it: {sset.build_hint()}")
+    return params[name]
+
+
+def check_stored_side(sset: ShardSetView, name: str, option: str, wanted: int | None) -> None:
+    """The side the set stores (its declared ``name``) must be the run's ``--task-opt TASK.<option>``, when given."""
+    if wanted is None:
+        return
+    built = declared(sset, name)
+    if built.value != wanted:
         raise ShardSetError(
-            f"{sset.where} was built with {option} {built} (config.recipe.{option}), but this run expects "
-            f"--patch-size {run.patch_size}. Pass --patch-size {built}, or rebuild the set with "
-            f"`mtssl-data build {sset.task} {build_flag} {run.patch_size} ... --out {sset.root} --overwrite`"
+            f"{sset.where} was built with {built.option} {built.value}, but this run expects {sset.task}.{option} "
+            f"{wanted}. Pass --task-opt {sset.task}.{option}={built.value}, or rebuild the set with "
+            f"`mtssl-data build {sset.task} {built.option} {wanted} ... --out {sset.root} --overwrite`"
         )

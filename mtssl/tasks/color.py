@@ -24,7 +24,7 @@ from torch import nn
 from mtssl.augment import crop_at, crop_offsets, flip_mask, flip_where
 from mtssl.contract import NUM_AB_BINS, ShardSetError, ab_bins
 from mtssl.inputs import l_input, match_channels
-from mtssl.tasks.base import Batch, RunOptions, Targets, Task
+from mtssl.tasks.base import Batch, RunOptions, Targets, Task, random_images
 
 if TYPE_CHECKING:
     from mtssl.data.shardsets import ShardSet
@@ -113,6 +113,13 @@ def soft_encode(ab: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> t
     row = ab[:, 0] * 256 + ab[:, 1]
     indices, weights = (t[row].permute(0, 3, 1, 2) for t in table)
     return indices, weights
+
+
+def nearest_bins(ab: torch.Tensor) -> torch.Tensor:
+    """int8 ab (N,2,h,w) -> index of the nearest of the 313 bins (N,h,w), by brute force (small batches)."""
+    points = ab.numpy().transpose(0, 2, 3, 1).reshape(-1, 1, 2).astype(np.int64)
+    dist = ((points - ab_bins()[None]) ** 2).sum(-1)
+    return torch.from_numpy(dist.argmin(1).reshape(ab.shape[0], *ab.shape[2:]))
 
 
 def is_grayscale(ab: torch.Tensor, threshold: int) -> torch.Tensor:
@@ -214,6 +221,21 @@ class ColorTask(Task):
     def manifest_inputs(cls, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """The set's empirical ab prior, for class rebalancing."""
         return {"ab_prior": manifest.get("ab_prior")}
+
+    @classmethod
+    def tiny_config(cls) -> ColorHeadConfig:
+        return ColorHeadConfig(hidden=32)
+
+    @classmethod
+    def example_batch(cls, n: int, size: int, generator: torch.Generator) -> Batch:
+        """``size``-px L images with random colour targets at the target stride (``bins``: their nearest bins)."""
+        ab = torch.randint(-60, 61, (n, 2, size // 4, size // 4), dtype=torch.int8, generator=generator)
+        return {
+            "l": random_images(n, 1, size, size, generator),
+            "ab": ab,
+            "bins": nearest_bins(ab),
+            "grayscale": torch.zeros(n, dtype=torch.bool),
+        }
 
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None

@@ -18,8 +18,17 @@ from torch import nn
 
 from mtssl.augment import flip_mask, flip_where, random_crop
 from mtssl.contract import ShardSetError
-from mtssl.inputs import image_input, match_channels, split_views
-from mtssl.tasks.base import Batch, RunOptions, Targets, Task, check_patch_size
+from mtssl.inputs import image_input, match_channels, split_grid
+from mtssl.tasks.base import (
+    Batch,
+    RunOptionError,
+    RunOptions,
+    Targets,
+    Task,
+    check_stored_side,
+    declared,
+    random_images,
+)
 
 if TYPE_CHECKING:
     from mtssl.data.shardsets import ShardSet
@@ -42,6 +51,8 @@ class ExemplarHeadConfig:
         crop: train on a random ``crop`` x ``crop`` window of every drawn view, per step (ours; the central
             window when not training); None uses the stored views whole.
         flip: mirror each drawn view at random per step (ours).
+        view_size: the stored view side the run expects of its shard set (the recipe's ``view_size``); a set
+            built with another is refused before training. None accepts the set's.
     """
 
     WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {"hidden": (4096, 64, 0), "dim": (1024, 32, 0)}
@@ -53,6 +64,15 @@ class ExemplarHeadConfig:
     hard_negatives: int | None = None
     crop: int | None = None
     flip: bool = True
+    view_size: int | None = None
+
+
+def split_views(tiles: torch.Tensor) -> torch.Tensor:
+    """K square views tiled left to right (N, C, V, K*V) -> (N, K, C, V, V)."""
+    height, width = tiles.shape[-2:]
+    if width % height:
+        raise ValueError(f"exemplar tiling must be K square views in a row, got {height}x{width}")
+    return split_grid(tiles, 1, width // height)
 
 
 def triplet_terms(embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,20 +151,27 @@ class ExemplarTask(Task):
         return super().config_from_plain(plain)
 
     @classmethod
-    def check_run(cls, run: RunOptions) -> str | None:
+    def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
         if run.batch_size < 2:
-            return "exemplar's triplet loss needs at least 2 images per batch: raise --task-batch exemplar"
-        return None
+            raise RunOptionError(
+                "exemplar's triplet loss needs at least 2 images per batch: raise --task-batch exemplar"
+            )
+        check_stored_side(sset, "view_side", "view_size", cls.config_of(run).view_size)
+        views = declared(sset, "views")
+        if views.value < 2:
+            raise ShardSetError(
+                f"{sset.where} stores {views.value} view(s) per image; the triplet loss needs anchor and positive "
+                f"views. Rebuild with `mtssl-data build exemplar {views.option} 4 ... --out {sset.root} --overwrite`"
+            )
 
     @classmethod
-    def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
-        check_patch_size(sset, run, "view_size", "--view-size")
-        views = sset.recipe.get("views", 0)
-        if views < 2:
-            raise ShardSetError(
-                f"{sset.where} stores {views} view(s) per image; the triplet loss needs anchor and positive views. "
-                f"Rebuild with `mtssl-data build exemplar --views 4 ... --out {sset.root} --overwrite`"
-            )
+    def tiny_config(cls) -> ExemplarHeadConfig:
+        return ExemplarHeadConfig(hidden=32, dim=16)
+
+    @classmethod
+    def example_batch(cls, n: int, size: int, generator: torch.Generator) -> Batch:
+        """Two ``size``-px views of each sample, tiled left to right."""
+        return {"rgb": random_images(n, 3, size, 2 * size, generator)}
 
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None

@@ -6,9 +6,8 @@ sigmoid cross-entropy against the stored binary mask (0/255).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +16,7 @@ from torch import nn
 from mtssl.augment import flip_mask, flip_where
 from mtssl.contract import ShardSetError
 from mtssl.inputs import image_input, match_channels
-from mtssl.tasks.base import Batch, RunOptions, Targets, Task
+from mtssl.tasks.base import Batch, RunOptions, Targets, Task, random_images
 
 if TYPE_CHECKING:
     from mtssl.data.shardsets import ShardSet
@@ -32,8 +31,9 @@ class MotionHeadConfig:
             follows the trunk (``mtssl.tasks.base.follow_trunk``).
         logit_stride: the head emits logits at this stride through a sub-pixel (pixel-shuffle) layer; they
             are then resized bilinearly to the mask's resolution (ours).
-        flip: mirror frame and mask together at random per step (ours; the loader already draws a random
-            square crop of every frame when the run sets ``--motion-crop``).
+        flip: mirror frame and mask together at random per step (ours).
+        crop: the loader draws a random ``crop`` x ``crop`` window of every stored frame and its mask (ours;
+            at most the frames' shorter side, the recipe's ``size``); None: square windows of that side.
     """
 
     WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {"hidden": (256, 32, 0)}
@@ -41,6 +41,7 @@ class MotionHeadConfig:
     hidden: int | None = None
     logit_stride: int = 4
     flip: bool = True
+    crop: int | None = None
 
 
 def motion_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -86,18 +87,32 @@ class MotionTask(Task):
 
     @classmethod
     def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
-        size = sset.recipe.get("size")
-        if run.motion_crop is not None and size is not None and run.motion_crop > size:
+        crop, side = cls.config_of(run).crop, sset.declared.get("frame_side")
+        if crop is not None and side is not None and crop > side.value:
             raise ShardSetError(
-                f"{sset.where} stores frames whose shorter side is {size} (config.recipe.size), smaller than "
-                f"--motion-crop {run.motion_crop}. Pass --motion-crop {size} or less, or rebuild with "
-                f"`mtssl-data build motion --size {run.motion_crop} ... --out {sset.root} --overwrite`"
+                f"{sset.where} stores frames whose shorter side is {side.value} ({side.option}), smaller than "
+                f"motion.crop {crop}. Pass --task-opt motion.crop={side.value} or less, or rebuild with "
+                f"`mtssl-data build motion {side.option} {crop} ... --out {sset.root} --overwrite`"
             )
 
     @classmethod
-    def loader_crop(cls, recipe: Mapping[str, Any], run: RunOptions) -> int | None:
-        """Square crops of the run's ``--motion-crop`` side, else of the stored frames' shorter side."""
-        return run.motion_crop or recipe.get("size")
+    def loader_crop(cls, sset: ShardSet, run: RunOptions) -> int | None:
+        """Square crops of the run's ``motion.crop`` side, else of the stored frames' shorter side."""
+        side = sset.declared.get("frame_side")
+        return cls.config_of(run).crop or (side.value if side is not None else None)
+
+    @classmethod
+    def tiny_config(cls) -> MotionHeadConfig:
+        return MotionHeadConfig(hidden=16)
+
+    @classmethod
+    def example_batch(cls, n: int, size: int, generator: torch.Generator) -> Batch:
+        """``size``-px frames of noise, each with a blocky foreground in a different quadrant."""
+        mask = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+        for i in range(n):
+            r, c = divmod(i % 4, 2)
+            mask[i, :, r * size // 2 : (r + 1) * size // 2, c * size // 2 : (c + 1) * size // 2] = 255
+        return {"rgb": random_images(n, 3, size, size, generator), "mask": mask}
 
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None

@@ -3,6 +3,10 @@
 A stored sample is a 3x3 grid of patches tiled into one image (``rgb`` and ``l``); the pair (centre,
 neighbour n) has label ``RELPOS_LABELS[n]``. Both patches of a pair go through the shared trunk (siamese);
 the head embeds each patch, joins the two embeddings and classifies 8 ways (softmax cross-entropy).
+
+Patches are normalised per patch, not by the shared input modes of ``mtssl.inputs`` (src: deepcontext
+``prep_image``): the kept channel (or L) loses its mean, dropped channels become uniform noise in
+[-0.5, 0.5], and the patch is divided by its RMS and scaled by 50 (:func:`relpos_input`).
 """
 
 from __future__ import annotations
@@ -16,14 +20,25 @@ from torch import nn
 
 from mtssl.augment import flip_mask, flip_where, random_crop
 from mtssl.contract import RELPOS_CENTRE, RELPOS_GRID, RELPOS_LABELS
-from mtssl.inputs import check_mode, match_channels, random_downsample, relpos_input, rgb_to_l8, split_grid
-from mtssl.tasks.base import Batch, RunOptions, Targets, Task, check_patch_size
+from mtssl.inputs import (
+    check_mode,
+    color_drop,
+    match_channels,
+    random_downsample,
+    rgb_to_l8,
+    rms_normalize,
+    split_grid,
+)
+from mtssl.tasks.base import Batch, RunOptions, Targets, Task, check_stored_side, random_images
 
 if TYPE_CHECKING:
     from mtssl.data.shardsets import ShardSet
 
 NUM_CLASSES = 8
 NEIGHBOURS = tuple(sorted(RELPOS_LABELS))
+RMS_SCALE = 50.0  # src: deepcontext prep_image, "scale by 50 so the variance is roughly AlexNet's"
+NOISE_AMPLITUDE = 1.0  # src: deepcontext prep_image, dropped channels = uniform(0, 1) - 0.5
+DOWNSAMPLE_MIN_SIDE = 10  # src: deepcontext prep_image, "as little as 100 pixels"
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,8 @@ class RelposHeadConfig:
             when not training); None trains on the stored patches.
         flip: mirror the whole grid of a sample at random per step (ours; deepcontext does not). A mirrored
             grid is the grid of the mirrored image, so the position labels stay right.
+        patch_size: the stored patch side the run expects of its shard set (the recipe's ``patch``); a set
+            built with another is refused before training. None accepts the set's.
     """
 
     WIDTHS: ClassVar[dict[str, tuple[int, int, int]]] = {
@@ -64,12 +81,36 @@ class RelposHeadConfig:
     patch_grid: int = 3
     patch_dim: int | None = None
     pair_dims: tuple[int, ...] | None = None
-    noise: float = 1.0
-    rms_scale: float = 50.0
+    noise: float = NOISE_AMPLITUDE
+    rms_scale: float = RMS_SCALE
     downsample_prob: float = 0.33
-    downsample_min_side: int = 10
+    downsample_min_side: int = DOWNSAMPLE_MIN_SIDE
     crop: int | None = None
     flip: bool = False
+    patch_size: int | None = None
+
+
+def relpos_input(
+    patches: torch.Tensor,
+    mode: str,
+    noise: float = NOISE_AMPLITUDE,
+    scale: float = RMS_SCALE,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Relative-position patches (N,C,P,P), uint8 or float in 0-255 -> per-patch normalised floats.
+
+    Harmonized: L (C=1) minus its mean, RMS-normalised. Native: RGB (C=3) colour-dropped, RMS-normalised.
+    """
+    x = patches.float()
+    if check_mode(mode) == "harmonized":
+        if x.shape[1] != 1:
+            raise ValueError("harmonized relative-position input is the L channel (1 channel)")
+        x = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    else:
+        if x.shape[1] != 3:
+            raise ValueError("native relative-position input is RGB (3 channels)")
+        x = color_drop(x, noise, generator)
+    return rms_normalize(x, scale)
 
 
 def relpos_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -129,7 +170,16 @@ class RelposTask(Task):
 
     @classmethod
     def check_set(cls, sset: ShardSet, run: RunOptions) -> None:
-        check_patch_size(sset, run, "patch", "--patch")
+        check_stored_side(sset, "patch_side", "patch_size", cls.config_of(run).patch_size)
+
+    @classmethod
+    def tiny_config(cls) -> RelposHeadConfig:
+        return RelposHeadConfig(patch_channels=8, patch_dim=32, pair_dims=(32,))
+
+    @classmethod
+    def example_batch(cls, n: int, size: int, generator: torch.Generator) -> Batch:
+        """The 3x3 grid of ``size``-px patches of each sample, tiled into one RGB image."""
+        return {"rgb": random_images(n, 3, RELPOS_GRID * size, RELPOS_GRID * size, generator)}
 
     def select(self, patches: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Grid patches (N,9,C,P,P) -> (N,G,C,P,P) with the centre first, and the pair labels."""

@@ -18,7 +18,7 @@ from torch import nn
 
 from mtssl.augment import flip_mask, flip_where, random_crop
 from mtssl.inputs import image_input, match_channels
-from mtssl.tasks.base import Batch, Targets, Task
+from mtssl.tasks.base import Batch, Targets, Task, random_images
 
 NUM_ROTATIONS = 4
 
@@ -84,6 +84,15 @@ class RotationTask(Task):
     def __init__(self, in_channels: int, stride: int, config: RotationHeadConfig | None = None) -> None:
         super().__init__(in_channels, stride, config)
         self.head = RotationHead(in_channels, self.config.hidden, self.config.pool_grid)
+
+    @classmethod
+    def tiny_config(cls) -> RotationHeadConfig:
+        return RotationHeadConfig(hidden=16)
+
+    @classmethod
+    def example_batch(cls, n: int, size: int, generator: torch.Generator) -> Batch:
+        """Upright ``size``-px images (the rotations are made in ``prepare``)."""
+        return {"rgb": random_images(n, 3, size, size, generator)}
 
     def prepare(
         self, batch: Batch, mode: str, channels: int, generator: torch.Generator | None = None

@@ -70,10 +70,6 @@ class TrainConfig:
     )
     batch_size: int = option(32, "Mini-batch per task and rank.", DATA, low=1)  # ours
     task_batch: dict[str, int] = option({}, "Per-task batch, TASK=N (repeatable).", DATA, metavar="TASK=N")
-    patch_size: int | None = option(None, "Relpos patch / exemplar view side the sets must have been built with.", DATA)
-    motion_crop: int | None = option(
-        None, "Side of random square motion crops; default: the frames' shorter side.", DATA
-    )
     workers: int = option(4, "DataLoader workers per rank (all tasks).", DATA, resume=True, low=0)
     shuffle_buffer: int = option(500, "Shuffle buffer per task and worker, in samples.", DATA, low=1)
     cache_dir: str | None = option(
@@ -108,7 +104,8 @@ class TrainConfig:
     lasso: bool = option(True, "Learn each task's mix of block-3 units (off: naive trunk).", NET)
     l1: float = option(1e-4, "L1 penalty on the lasso weights.", NET)  # ours, see NetworkConfig
     task_options: dict[str, dict[str, Any]] = option(
-        {}, "Task head option, TASK.FIELD=VALUE, e.g. relpos.patch_dim=512 (repeatable).", NET,
+        {}, "Task option, TASK.FIELD=VALUE (repeatable): head widths, crops, the stored sides the run expects; "
+        "e.g. relpos.patch_dim=512, relpos.patch_size=96, motion.crop=160.", NET,
         flag="--task-opt", metavar="TASK.FIELD=VALUE",
     )  # fmt: skip
     augment: bool = option(
@@ -183,9 +180,29 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        data = json.loads(text)
+        data = moved_to_tasks(json.loads(text))
         known = {f.name for f in fields(cls)}
         return cls(**{k: tuplify(v) for k, v in data.items() if k in known})
+
+
+# Run options that became task options (issue 25): a run saved with them (config.json, a checkpoint's config)
+# loads with their values in ``task_options``. ``--patch-size`` checked relpos patches and exemplar views.
+MOVED_TO_TASKS = {
+    "patch_size": (("relpos", "patch_size"), ("exemplar", "view_size")),
+    "motion_crop": (("motion", "crop"),),
+}
+
+
+def moved_to_tasks(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved config's JSON with the moved options (:data:`MOVED_TO_TASKS`) in its tasks' options."""
+    options = {task: dict(values) for task, values in data.get("task_options", {}).items()}
+    for old, targets in MOVED_TO_TASKS.items():
+        if data.get(old) is None:
+            continue
+        for task, name in targets:
+            if data.get("tasks") is None or task in data["tasks"]:
+                options.setdefault(task, {}).setdefault(name, data[old])
+    return {**data, "task_options": options}
 
 
 def tuplify(value: Any) -> Any:

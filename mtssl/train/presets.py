@@ -30,11 +30,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_every": 100,
         "workers": 2,
         "device": "cpu",
-        "motion_crop": 160,
         "task_options": {
             "relpos": {"crop": 80, "flip": True},
             "color": {"crop": 176},
             "exemplar": {"crop": 80},
+            "motion": {"crop": 160},
         },
     },
 }

@@ -20,7 +20,7 @@ from mtssl.data.shardsets import ShardSet, ShardSetError, check_run, manifest_ha
 from mtssl.data.stream import StepStream, TaskSpec, fields_for, fixed_batches, make_loader
 from mtssl.model import MultiTaskNet, NetworkConfig
 from mtssl.tasks import TASKS as TASK_CLASSES
-from mtssl.tasks.base import RunOptions
+from mtssl.tasks.base import RunOptionError, RunOptions
 from mtssl.train import distributed as ddp
 from mtssl.train.checkpoint import write_text_atomic
 from mtssl.train.config import ConfigError, TrainConfig
@@ -119,11 +119,11 @@ def checked_sets(cfg: TrainConfig) -> dict[str, ShardSet]:
     """The run's shard sets, each checked against the run's options by its task (one check per set)."""
     sets = open_sets(cfg.shards, TASK_CLASSES, cfg.tasks, cfg.verify)
     for task, sset in sets.items():
-        run = run_options(cfg, task)
-        problem = TASK_CLASSES[task].check_run(run)
-        if problem:
-            raise ConfigError(problem)
-        check_run(sset, TASK_CLASSES[task], run, fields_for(TASK_CLASSES[task].keys(cfg.input_mode)))
+        fields = fields_for(TASK_CLASSES[task].keys(cfg.input_mode))
+        try:
+            check_run(sset, TASK_CLASSES[task], run_options(cfg, task), fields)
+        except RunOptionError as exc:  # a run option, not the set: the CLI's one line for options
+            raise ConfigError(str(exc)) from None
     return sets
 
 
@@ -166,7 +166,9 @@ def build_network(cfg: TrainConfig, sets: dict[str, ShardSet]) -> MultiTaskNet:
 
 
 def run_options(cfg: TrainConfig, task: str) -> RunOptions:
-    return RunOptions(cfg.input_mode, cfg.batch_for(task), cfg.patch_size, cfg.motion_crop)
+    """What the run asks of one task: its input mode, its batch and its head config (``--task-opt``)."""
+    config = TASK_CLASSES[task].config_from_plain(cfg.task_options.get(task, {}))
+    return RunOptions(cfg.input_mode, cfg.batch_for(task), config)
 
 
 def task_spec(
@@ -179,7 +181,7 @@ def task_spec(
         urls=tuple(urls),
         fields=fields_for(net.keys(sset.task)),
         batch_size=run.batch_size,
-        crop=TASK_CLASSES[sset.task].loader_crop(sset.recipe, run),
+        crop=TASK_CLASSES[sset.task].loader_crop(sset, run),
         buffer=cfg.shuffle_buffer,
         md5=tuple(md5[url] for url in urls) if md5 else (),
         keep_jpeg=keep_jpeg,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -26,6 +27,9 @@ from pipelines.resize import resize
 
 @dataclass(frozen=True)
 class ExemplarRecipeConfig:
+    # What the trainer may rely on (the manifest's ``declared`` block): declared name -> config field.
+    DECLARED: ClassVar[dict[str, str]] = {"view_side": "view_size", "views": "views"}
+
     views: int = 4  # K views per image (multi-task paper: two are drawn per triplet)
     view_size: int = 96  # same patch size as relpos, so the trunk sees one input scale
     base_crop: float = 0.5  # a scale-1 view covers this fraction of the shorter side

@@ -14,7 +14,7 @@ per-frame stats.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from pipelines.videos import Frame
 
 @dataclass(frozen=True)
 class MotionRecipeConfig:
+    # What the trainer may rely on (the manifest's ``declared`` block): declared name -> config field.
+    DECLARED: ClassVar[dict[str, str]] = {"frame_side": "size"}
+
     size: int = 256  # working resolution (shorter side); Pathak trains at 256-px frames
     stride: int = 5  # ours: every 5th frame, as neighbouring frames are near duplicates
     max_frames: int | None = 200  # ours: at most this many considered frames per video

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from pipelines.resize import resize
 
 @dataclass(frozen=True)
 class RelposRecipeConfig:
+    # What the trainer may rely on (the manifest's ``declared`` block): declared name -> config field.
+    DECLARED: ClassVar[dict[str, str]] = {"patch_side": "patch"}
+
     patch: int = 96  # deepcontext: 96x96 patches
     gap: int = 48  # deepcontext: 48-px gap between patches
     jitter: int = 7  # deepcontext: up to +-7 px per patch

@@ -8,19 +8,29 @@ background (whose masks are the squares), so a depth-18, width-8 trunk trains in
 from __future__ import annotations
 
 import shutil
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from mtssl.tasks import TASKS
+
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-TINY_TASK_OPTIONS = {
-    "relpos": {"patch_channels": 8, "patch_dim": 32, "pair_dims": (32,)},
-    "color": {"hidden": 32},
-    "exemplar": {"hidden": 32, "dim": 16},
-    "motion": {"hidden": 16},
-    "rotation": {"hidden": 16},
-}
+
+
+def changed_fields(config: Any) -> dict[str, Any]:
+    """A config dataclass's fields that differ from their defaults: its ``--task-opt`` form."""
+    return {f.name: getattr(config, f.name) for f in fields(config) if getattr(config, f.name) != f.default}
+
+
+def tiny_task_options() -> dict[str, dict[str, Any]]:
+    """Every task's ``tiny_config()`` as ``TrainConfig.task_options`` (the tiny runs' heads)."""
+    return {name: changed_fields(task.tiny_config()) for name, task in TASKS.items()}
+
+
+TINY_TASK_OPTIONS = tiny_task_options()
 
 
 def moving_squares(count: int, seed: int, height: int = 96, width: int = 128) -> list[np.ndarray]:
@@ -39,11 +49,12 @@ def moving_squares(count: int, seed: int, height: int = 96, width: int = 128) ->
 
 
 def build_sets(root: Path) -> Path:
-    """Build relpos, color, exemplar and motion sets under ``root/shards`` with the real producer."""
+    """Build a tiny set of every task under ``root/shards`` with the real producer."""
     from pipelines.build import build
     from pipelines.motion.clips import write_video
     from pipelines.recipes.color import ColorRecipeConfig
     from pipelines.recipes.exemplar import ExemplarRecipeConfig
+    from pipelines.recipes.jigsaw import JigsawRecipeConfig
     from pipelines.recipes.motion import MotionRecipeConfig
     from pipelines.recipes.relpos import RelposRecipeConfig
     from pipelines.recipes.rotation import RotationRecipeConfig
@@ -59,6 +70,7 @@ def build_sets(root: Path) -> Path:
         "color": ColorRecipeConfig(size=64, min_source_side=64),
         "exemplar": ExemplarRecipeConfig(views=4, view_size=32, min_source_side=32),
         "rotation": RotationRecipeConfig(size=64, min_source_side=64),
+        "jigsaw": JigsawRecipeConfig(short_side=96, size=96, tile=16, min_source_side=64),
     }
     for task, recipe in recipes.items():
         build(task, images, shards / task, recipe, workers=0, samples_per_shard=4, show_progress=False)

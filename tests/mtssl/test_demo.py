@@ -30,7 +30,7 @@ TINY = {
     "relpos": {"patch_channels": 8, "patch_dim": 32, "pair_dims": (32,), "crop": 24, "flip": True},
     "color": {"hidden": 32, "crop": 32},
     "exemplar": {"hidden": 32, "dim": 16, "crop": 24},
-    "motion": {"hidden": 16},
+    "motion": {"hidden": 16, "crop": 64},
 }
 
 
@@ -65,7 +65,7 @@ def tiny_demo(monkeypatch, tmp_path):
     def tiny_config(shards: Path, run: Path, steps: int, workers: int) -> TrainConfig:
         cfg = original(shards, run, steps, workers)
         assert (cfg.preset, cfg.depth, cfg.steps, cfg.save_every, cfg.progress) == ("cpu", 18, steps, steps, None)
-        return replace(cfg, width=8, batch_size=2, task_batch={"exemplar": 2}, motion_crop=64, task_options=TINY)
+        return replace(cfg, width=8, batch_size=2, task_batch={"exemplar": 2}, task_options=TINY)
 
     monkeypatch.setattr(demo, "demo_config", tiny_config)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mtssl.contract import MANIFEST_FILE, SCHEMA_VERSION
+from mtssl.contract.manifest import Declared
 from mtssl.data.shardsets import ShardSetError, check_run, load_set, md5_file, open_sets
-from mtssl.tasks import TASKS
-from mtssl.tasks.base import RunOptions
+from mtssl.tasks import TASKS, ExemplarHeadConfig, MotionHeadConfig, RelposHeadConfig
+from mtssl.tasks.base import RunOptionError, RunOptions
 from mtssl.train.cli import app
 
 
@@ -88,18 +89,51 @@ def test_verify_catches_a_changed_byte_of_the_same_size(shards):
 
 def test_a_patch_size_other_than_the_runs_is_refused(shard_root):
     relpos, exemplar = load_set(shard_root / "relpos"), load_set(shard_root / "exemplar")
-    check_run(relpos, TASKS["relpos"], RunOptions(patch_size=32), ("rgb.jpg",))
-    with pytest.raises(ShardSetError, match=r"patch 32 .*--patch-size 96.*--patch 96"):
-        check_run(relpos, TASKS["relpos"], RunOptions(patch_size=96), ("rgb.jpg",))
-    with pytest.raises(ShardSetError, match=r"view_size 32 .*--patch-size 64"):
-        check_run(exemplar, TASKS["exemplar"], RunOptions(patch_size=64), ("rgb.jpg",))
+    exemplar_run = RunOptions(batch_size=2, config=ExemplarHeadConfig(view_size=32))
+    check_run(relpos, TASKS["relpos"], RunOptions(config=RelposHeadConfig(patch_size=32)), ("rgb.jpg",))
+    check_run(exemplar, TASKS["exemplar"], exemplar_run, ("rgb.jpg",))
+    wrong = r"built with --patch 32, but this run expects relpos.patch_size 96\. Pass --task-opt relpos.patch_size=32"
+    with pytest.raises(ShardSetError, match=wrong + r".*mtssl-data build relpos --patch 96"):
+        check_run(relpos, TASKS["relpos"], RunOptions(config=RelposHeadConfig(patch_size=96)), ("rgb.jpg",))
+    exemplar_run = RunOptions(batch_size=2, config=ExemplarHeadConfig(view_size=64))
+    with pytest.raises(ShardSetError, match=r"built with --view-size 32, .* exemplar.view_size 64"):
+        check_run(exemplar, TASKS["exemplar"], exemplar_run, ("rgb.jpg",))
 
 
 def test_a_motion_crop_larger_than_the_frames_is_refused(shard_root):
     motion = load_set(shard_root / "motion")
-    check_run(motion, TASKS["motion"], RunOptions(motion_crop=96), ("rgb.jpg", "mask.png"))
-    with pytest.raises(ShardSetError, match="--motion-crop 128"):
-        check_run(motion, TASKS["motion"], RunOptions(motion_crop=128), ("rgb.jpg", "mask.png"))
+    check_run(motion, TASKS["motion"], RunOptions(config=MotionHeadConfig(crop=96)), ("rgb.jpg", "mask.png"))
+    with pytest.raises(ShardSetError, match=r"shorter side is 96 \(--size\), smaller than motion.crop 128"):
+        check_run(motion, TASKS["motion"], RunOptions(config=MotionHeadConfig(crop=128)), ("rgb.jpg", "mask.png"))
+
+
+def test_the_motion_loader_crops_to_the_run_else_to_the_stored_frames(shard_root):
+    motion = load_set(shard_root / "motion")
+    assert TASKS["motion"].loader_crop(motion, RunOptions()) == 96
+    assert TASKS["motion"].loader_crop(motion, RunOptions(config=MotionHeadConfig(crop=64))) == 64
+
+
+def test_a_batch_the_task_cannot_train_with_is_a_run_option_error(shard_root):
+    exemplar = load_set(shard_root / "exemplar")
+    with pytest.raises(RunOptionError, match="at least 2 images per batch: raise --task-batch exemplar"):
+        check_run(exemplar, TASKS["exemplar"], RunOptions(batch_size=1), ("rgb.jpg",))
+
+
+def test_sets_declare_what_tasks_check_and_sets_built_before_the_declarations_read_alike(shards):
+    declared = {task: load_set(shards / task).declared for task in ("relpos", "exemplar", "motion")}
+    assert declared == {
+        "relpos": {"patch_side": Declared(32, "--patch")},
+        "exemplar": {"view_side": Declared(32, "--view-size"), "views": Declared(4, "--views")},
+        "motion": {"frame_side": Declared(96, "--size")},
+    }
+    for task, before in declared.items():
+        manifest = json.loads((shards / task / MANIFEST_FILE).read_text())
+        del manifest["declared"]  # as written before manifests declared anything
+        (shards / task / MANIFEST_FILE).write_text(json.dumps(manifest))
+        assert load_set(shards / task).declared == before, task
+    edit_manifest(shards / "exemplar", declared={"view_side": {"value": 32, "option": "--view-size"}})
+    with pytest.raises(ShardSetError, match="declares no views in its manifest; rebuild it"):
+        check_run(load_set(shards / "exemplar"), TASKS["exemplar"], RunOptions(batch_size=2), ("rgb.jpg",))
 
 
 def test_a_color_set_without_its_prior_is_refused(shards):
@@ -127,9 +161,9 @@ def test_a_set_lacking_the_input_modes_field_is_refused(shards):
         entry["filesize"], entry["md5sum"] = (folder / entry["url"]).stat().st_size, md5_file(folder / entry["url"])
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
     sset = load_set(folder, verify=True)
-    check_run(sset, TASKS["exemplar"], RunOptions(input_mode="native"), ("json",))
+    check_run(sset, TASKS["exemplar"], RunOptions(input_mode="native", batch_size=2), ("json",))
     with pytest.raises(ShardSetError, match=r"no rgb.jpg field, which input mode 'harmonized' reads"):
-        check_run(sset, TASKS["exemplar"], RunOptions(input_mode="harmonized"), ("rgb.jpg",))
+        check_run(sset, TASKS["exemplar"], RunOptions(input_mode="harmonized", batch_size=2), ("rgb.jpg",))
 
 
 def test_the_cli_reports_an_unusable_set_in_one_line(shards, tmp_path):
@@ -140,3 +174,11 @@ def test_the_cli_reports_an_unusable_set_in_one_line(shards, tmp_path):
     assert not (tmp_path / "run").exists()
     result = CliRunner().invoke(app, ["--shards", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "is not a folder" in result.output
+
+
+def test_the_cli_reports_a_batch_the_task_cannot_train_with_in_one_line(shard_root, tmp_path):
+    args = ["--shards", str(shard_root), "--out", str(tmp_path / "run"), "--device", "cpu", "--tasks", "exemplar"]
+    result = CliRunner().invoke(app, [*args, "--task-batch", "exemplar=1"])
+    assert result.exit_code == 2
+    expected = "error: exemplar's triplet loss needs at least 2 images per batch: raise --task-batch exemplar"
+    assert result.output.strip().splitlines() == [expected]

@@ -21,6 +21,7 @@ from mtssl.data.stream import (
     stream_seed,
     task_pipeline,
 )
+from mtssl.tasks import TASKS
 
 KEYS = {"relpos": ("rgb",), "color": ("l", "bins", "ab", "grayscale"), "exemplar": ("rgb",), "motion": ("rgb", "mask")}
 
@@ -72,6 +73,19 @@ def test_streams_are_a_function_of_seed_rank_and_segment_start(specs):
     assert not equal(run(), run(seed=1))
     assert not equal(run(), run(start_step=10))
     assert stream_seed(0, "relpos", 0, 0, 0) != stream_seed(0, "relpos", 0, 1, 0)  # workers differ too
+
+
+def test_a_task_stream_seed_does_not_depend_on_the_registry_order():
+    before = {task: stream_seed(0, task, 0, 0, 0) for task in TASKS}
+    assert len(set(before.values())) == len(TASKS)
+    order = dict(TASKS)
+    try:
+        TASKS.clear()
+        TASKS.update({"newcomer": order["rotation"], **order})  # a task registered in front of all others
+        assert {task: stream_seed(0, task, 0, 0, 0) for task in order} == before
+    finally:
+        TASKS.clear()
+        TASKS.update(order)
 
 
 def test_each_iter_starts_the_next_segment(specs):

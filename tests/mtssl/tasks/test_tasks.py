@@ -9,8 +9,9 @@ from mtssl.contract import RELPOS_LABELS
 from mtssl.inputs import MODES, split_grid
 from mtssl.model import PENALTY, MultiTaskNet, NetworkConfig
 from mtssl.tasks import TASKS, ExemplarHeadConfig, RelposHeadConfig, RelposTask
-from mtssl.tasks.exemplar import draw_views, triplet_accuracy, triplet_loss
+from mtssl.tasks.exemplar import draw_views, split_views, triplet_accuracy, triplet_loss
 from mtssl.tasks.motion import mask_iou, motion_loss
+from mtssl.tasks.relpos import relpos_input
 from mtssl.train.step import total_loss
 
 ALL = tuple(TASKS)
@@ -24,6 +25,7 @@ def expected_output_shape(task: str, n: int, size: int) -> tuple[int, ...]:
         "exemplar": (n * 2, 16),  # one embedding per view
         "motion": (n, 1, size // 4, size // 4),  # resized to the mask in the loss
         "rotation": (n * 4, 4),  # every image in its four rotations, 4 classes
+        "jigsaw": (n, TASKS["jigsaw"].tiny_config().permutations),  # one permutation class per sample
     }[task]
 
 
@@ -138,6 +140,19 @@ def test_relpos_head_joins_the_centre_with_each_neighbour():
     assert changed.nonzero().flatten().tolist() == [8 + 2]  # pair index of that neighbour
 
 
+@pytest.mark.parametrize("mode,channels", [("harmonized", 1), ("native", 3)])
+def test_relpos_patches_are_normalised_per_patch(mode, channels):
+    patches = torch.randint(0, 256, (4, channels, 12, 12), dtype=torch.uint8)
+    patches[0] //= 8  # a dark, low-contrast patch ends up at the same RMS
+    x = relpos_input(patches, mode)
+    assert x.shape == patches.shape and x.dtype == torch.float32
+    assert torch.allclose(x.square().mean(dim=(1, 2, 3)).sqrt(), torch.full((4,), 50.0), atol=1e-3)
+    if mode == "harmonized":
+        assert torch.allclose(x.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-3)
+    with pytest.raises(ValueError):
+        relpos_input(patches[:, :1].expand(-1, 4 - channels, -1, -1), mode)
+
+
 # ---- exemplar -------------------------------------------------------------------------------
 
 
@@ -183,6 +198,15 @@ def test_exemplar_prepare_splits_every_view(make_batch):
     inputs, targets = task.prepare(batch, "harmonized", 1)
     assert inputs.shape == (6, 1, 8, 8) and int(targets["views"]) == 3
     assert inputs[:, 0, 0, 0].tolist() == [-127.5, 127.5, -127.5] * 2
+
+
+def test_split_views_counts_square_views():
+    views = [torch.full((1, 2, 6, 6), float(k)) for k in range(3)]
+    split = split_views(torch.cat(views, dim=3))
+    assert split.shape == (1, 3, 2, 6, 6)
+    assert split[0, :, 0, 0, 0].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError):
+        split_views(torch.zeros(1, 1, 6, 8))
 
 
 def test_exemplar_draws_distinct_views_per_image():

@@ -6,14 +6,18 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
+from mtssl.contract.manifest import Declared
+from mtssl.tasks import TASKS
 from mtssl.train.cli import app
 from mtssl.train.config import TrainConfig
 from mtssl.train.logging import _Lines, _NoBar, _RichBar, progress_bar
 from mtssl.train.presets import PRESETS, preset_values
+from mtssl.train.setup import run_options
 
 from ..shardkit import TINY_TASK_OPTIONS
 
@@ -44,10 +48,29 @@ def test_task_options_merge_per_field_under_the_given_ones():
         "relpos": {"crop": 24, "flip": True, "patch_dim": 32},  # the given crop, the preset's flip
         "color": {"crop": 176},
         "exemplar": {"crop": 80},
-        "motion": {"hidden": 4},
+        "motion": {"crop": 160, "hidden": 4},
     }
     assert before == PRESETS  # merging copies: the preset itself is unchanged
     assert preset_values("cpu", {})["task_options"] == before["cpu"]["task_options"]
+
+
+def test_the_cpu_preset_crops_motion_frames_to_160_as_before_through_the_motion_options():
+    cfg = TrainConfig(**preset_values("cpu", {}))
+    frames = SimpleNamespace(declared={"frame_side": Declared(256, "--size")})  # a set of 256-px frames
+    assert TASKS["motion"].loader_crop(frames, run_options(cfg, "motion")) == 160
+    assert TASKS["motion"].loader_crop(frames, run_options(TrainConfig(), "motion")) == 256  # paper: whole side
+
+
+def test_a_run_saved_with_the_run_options_that_moved_to_the_tasks_loads_them_as_task_options():
+    saved = TrainConfig(tasks=("relpos", "motion"), task_options={"relpos": {"crop": 24}})
+    old = {**json.loads(saved.to_json()), "patch_size": 64, "motion_crop": 160}
+    loaded = TrainConfig.from_json(json.dumps(old))
+    assert loaded.task_options == {"relpos": {"crop": 24, "patch_size": 64}, "motion": {"crop": 160}}  # no exemplar
+    every_task = {**old, "tasks": None, "motion_crop": None}
+    assert TrainConfig.from_json(json.dumps(every_task)).task_options == {
+        "relpos": {"crop": 24, "patch_size": 64},
+        "exemplar": {"view_size": 64},
+    }
 
 
 def task_opts() -> list[str]:
@@ -62,7 +85,7 @@ def test_cli_preset_cpu_resolves_into_config_json_and_keeps_typed_options(shard_
     out = tmp_path / "run"
     args = ["--preset", "cpu", "--shards", str(shard_root), "--out", str(out), "--steps", "2"]
     args += ["--width", "64"]  # typed, and equal to the plain default: it must still beat the preset's 32
-    args += ["--workers", "0", "--batch-size", "2", "--task-batch", "exemplar=2", "--motion-crop", "64"]
+    args += ["--workers", "0", "--batch-size", "2", "--task-batch", "exemplar=2", "--task-opt", "motion.crop=64"]
     args += ["--no-augment", "--val-shards", "1", "--val-every", "1", "--val-batches", "1", "--no-progress"]
     args += [*task_opts(), "--task-opt", "relpos.crop=24", "--task-opt", "exemplar.crop=24"]
     result = CliRunner().invoke(app, args)
@@ -73,7 +96,8 @@ def test_cli_preset_cpu_resolves_into_config_json_and_keeps_typed_options(shard_
     assert (config["save_every"], config["device"], config["lr"]) == (600, "cpu", 2e-4)
     # typed on the command line
     assert (config["width"], config["steps"], config["workers"], config["batch_size"]) == (64, 2, 0, 2)
-    assert config["task_batch"] == {"exemplar": 2} and config["motion_crop"] == 64
+    assert config["task_batch"] == {"exemplar": 2}
+    assert config["task_options"]["motion"] == {**TINY_TASK_OPTIONS["motion"], "crop": 64}
     assert (config["augment"], config["val_shards"], config["val_every"], config["val_batches"]) == (False, 1, 1, 1)
     # --task-opt merged per field into the preset's task options
     assert config["task_options"]["relpos"] == {

@@ -128,6 +128,7 @@ def test_only_sets_with_a_split_are_validated(shard_root, tiny_config, capsys):
         "exemplar": 0,
         "motion": 1,
         "rotation": 0,
+        "jigsaw": 0,
     }
     cfg = tiny_config(steps=2, save_every=2, log_every=2, val_every=1)
     result = train(cfg)
@@ -149,7 +150,7 @@ def test_validate_is_deterministic_and_leaves_the_network_as_it_was(split_root, 
     splits = {task: sset.split(cfg.val_shards) for task, sset in sets.items()}
     val = validation_batches(cfg, sets, net, splits)
     counts = {task: len(batches) for task, batches in val.items()}
-    assert counts == {"relpos": 1, "color": 1, "exemplar": 1, "motion": 2, "rotation": 1}  # 2 held out; motion 7
+    assert counts == {"relpos": 1, "color": 1, "exemplar": 1, "motion": 2, "rotation": 1, "jigsaw": 1}  # 2; motion 7
     before = {key: value.clone() for key, value in net.state_dict().items()}
     first = validate(net, val, cfg.seed, torch.device("cpu"))
     torch.rand(100)  # the global RNG is not what makes them equal
