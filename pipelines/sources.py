@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtssl.contract.frames import walk_tree
 from pipelines.errors import Reject, check_still_there
 
 NOT_REGULAR = "not a regular file"
@@ -58,18 +59,7 @@ def walk_files(root: Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"folder not found: {root}")
-    found: list[str] = []
-    visited: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        st = os.stat(dirpath)
-        if (st.st_dev, st.st_ino) in visited:
-            dirnames.clear()
-            continue
-        visited.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel = Path(dirpath).relative_to(root)
-        found.extend((rel / name).as_posix() for name in filenames)
-    return sorted(found)
+    return walk_tree(root)
 
 
 def display_name(relpath: str) -> str:

@@ -86,7 +86,7 @@ def resize_short_side(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, (new_w, new_h), interpolation=interpolation)
 
 
-def _walk(root: Path) -> list[str]:
+def walk_tree(root: Path) -> list[str]:
     """Relative posix paths of the files under ``root`` outside hidden folders, sorted; safe against symlink loops."""
     found: list[str] = []
     visited: set[tuple[int, int]] = set()
@@ -115,7 +115,7 @@ def list_sequences(root: Path) -> list[SequenceSource]:
     """Video files, frame folders (2+ numbered images in one folder) and any other file, sorted by path."""
     by_folder: dict[str, list[str]] = {}
     sources: list[SequenceSource] = []
-    for relpath in _walk(Path(root)):
+    for relpath in walk_tree(Path(root)):
         suffix = PurePosixPath(relpath).suffix.lower()
         if _odd_name(relpath):
             sources.append(SequenceSource(relpath, "other"))
