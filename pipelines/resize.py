@@ -10,17 +10,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mtssl.contract.frames import resize_short_side  # one implementation, shared with the evaluation
+
+__all__ = ["resize", "resize_short_side"]
+
 
 def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     scale = min(width / image.shape[1], height / image.shape[0])
     interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
     return cv2.resize(image, (width, height), interpolation=interpolation)
-
-
-def resize_short_side(image: np.ndarray, side: int) -> np.ndarray:
-    """Scale so the shorter side is ``side`` (the longer one never below it); a no-op when already so."""
-    height, width = image.shape[:2]
-    scale = side / min(height, width)
-    if scale == 1:
-        return image
-    return resize(image, max(side, round(width * scale)), max(side, round(height * scale)))

@@ -85,8 +85,9 @@ def run_steps(run: Run) -> dict[str, Any]:
             loss, metrics = train_step(run.model, state, micro, run.weights, stopped, cfg.clip_grad)
             window.add(loss, metrics, waited)
             done = state.step
-            scores = validate(run.net, run.val, cfg.seed, env.device) if validating(cfg, done) else {}
-            if validating(cfg, done) and cfg.early_stop:  # every rank: rank 0 decides, the others follow
+            checking = validating(cfg, done)
+            scores = validate(run.net, run.val, cfg.seed, env.device) if checking else {}
+            if checking and cfg.early_stop:  # every rank: rank 0 decides, the others follow
                 stop_tasks(state.stopper, scores, done, env, log)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 lr = float(run.lrs[done - 1])
