@@ -292,7 +292,7 @@ def parse_task_options(items: list[str]) -> dict[str, dict[str, Any]]:
         check(not unknown, f"--task-opt {task}: no field {', '.join(unknown)}; {task}'s fields: {', '.join(known)}")
         try:
             TASK_CLASSES[task].config_from_plain(options)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:  # a wrong type, or a value the head config refuses
             raise ConfigError(f"--task-opt {task}: {exc}") from exc
     return out
 

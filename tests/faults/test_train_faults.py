@@ -100,6 +100,7 @@ def test_the_cli_says_a_damaged_set_in_one_line(shard_root, tmp_path):
         (["--decay", "linear"], "--decay must be one of cosine, step, none"),
         (["--task-opt", "relpos.bogus=3"], "--task-opt relpos: no field bogus; relpos's fields: "),
         (["--task-opt", "nope.x=3"], "--task-opt takes TASK.FIELD=VALUE"),
+        (["--task-opt", "jigsaw.permutations=1"], "--task-opt jigsaw: jigsaw permutations must be 2 to 9!"),
     ],
 )
 def test_a_wrong_option_is_one_line_before_any_work(shard_root, tmp_path, args, says):
