@@ -1,24 +1,5 @@
-"""How the ``mtssl-data`` help screens look (apart from ``progress``: build workers never import typer)."""
+"""The ``mtssl-data`` help screens: the house style every mtssl program shares (``mtssl.cli_style``)."""
 
-from __future__ import annotations
+from mtssl.cli_style import HelpCommand, HelpGroup, make_app
 
-from typer.core import TyperCommand, TyperGroup
-
-
-class _PlainFlags:
-    """Help screens without a ``<bool>`` type beside flags (``--help``, ``--overwrite``): they take no value."""
-
-    def get_params(self, ctx):  # type: ignore[no-untyped-def]
-        params = super().get_params(ctx)  # type: ignore[misc]
-        for param in params:
-            if getattr(param, "is_flag", False) and param.metavar is None:
-                param.metavar = ""
-        return params
-
-
-class HelpCommand(_PlainFlags, TyperCommand):
-    """The command class of every ``mtssl-data`` command."""
-
-
-class HelpGroup(_PlainFlags, TyperGroup):
-    """The group class of ``mtssl-data`` and ``mtssl-data build``."""
+__all__ = ["HelpCommand", "HelpGroup", "make_app"]
