@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mtssl.cli_style import HelpCommand, complete_from, make_app
 from mtssl.contract.locks import LockHeld
 from mtssl.data.shardsets import ShardSetError
 from mtssl.train.config import (
@@ -33,7 +34,9 @@ from mtssl.train.errors import SaveError
 from mtssl.train.interrupt import Interrupted
 from mtssl.train.presets import preset_values
 
-app = typer.Typer(help=__doc__, pretty_exceptions_enable=False, add_completion=False)
+app = make_app(help=__doc__)
+
+SHORT_FLAGS = {"out": "-o"}  # the same short flag for --out in every mtssl program
 
 
 def parse_tasks(text: str | None) -> tuple[str, ...] | None:
@@ -54,31 +57,107 @@ def option_parameter(f: dataclasses.Field, hint: Any) -> inspect.Parameter:
     kind = TEXT_FORMS[f.name][0] if f.name in TEXT_FORMS else hint
     default = None if f.name in TEXT_FORMS else f.default
     choices = meta.get("choices")
-    metavar = meta.get("metavar") or ("<" + "|".join(map(str, choices)) + ">" if choices else None)
+    metavar = meta.get("metavar") or ("|".join(map(str, choices)) if choices else None)
     names = flag_of(f)
     if hint in (bool, bool | None):  # a switch: --amp / --no-amp
         names = f"{names}/--no-{names[2:]}"
-    flag = typer.Option(names, help=meta["help"], rich_help_panel=meta["panel"], metavar=metavar)
+    short = (SHORT_FLAGS[f.name],) if f.name in SHORT_FLAGS else ()
+    complete = completion_of(f)
+    flag = typer.Option(
+        names, *short, help=meta["help"], rich_help_panel=meta["panel"], metavar=metavar, autocompletion=complete
+    )
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, flag])
+
+
+def task_names() -> list[str]:
+    from mtssl.tasks import TASKS  # torch: only when the shell asks for a completion
+
+    return list(TASKS)
+
+
+def task_option_names() -> list[str]:
+    """``TASK.FIELD=`` for every task's head option (``--task-opt rel<TAB>``)."""
+    from mtssl.tasks import TASKS
+
+    return [f"{t}.{f.name}=" for t, task in TASKS.items() for f in dataclasses.fields(task.config_class)]
+
+
+def completion_of(f: dataclasses.Field) -> Any:
+    """What the shell completes for a config field's option: its choices, task names, task options."""
+    if f.metadata.get("choices"):
+        return complete_from(lambda: [str(c) for c in f.metadata["choices"]])
+    return {
+        "tasks": complete_from(task_names, separator=","),
+        "task_batch": complete_from(lambda: [f"{t}=" for t in task_names()]),
+        "task_options": complete_from(task_option_names),
+    }.get(f.name)
+
+
+# Options of the command that are not run options: how to read them, what they do.
+COMMAND_OPTIONS = {
+    "resume": (
+        bool,
+        False,
+        typer.Option(help="Continue the run in --out from its newest checkpoint.", rich_help_panel="Run"),
+    ),
+    "config": (
+        Path | None,
+        None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="YAML (or JSON) file of options by their snake_case names (batch_size: 16); the command line "
+            "wins over it, it wins over the preset. A run's config.json is one.",
+            rich_help_panel="Run",
+            metavar="FILE",
+            dir_okay=False,
+        ),
+    ),
+    "print_config": (
+        bool,
+        False,
+        typer.Option(
+            "--print-config",
+            help="Print the resolved options (a valid --config file) and each shard set found with its samples, "
+            "then exit without training.",
+            rich_help_panel="Run",
+        ),
+    ),
+}
 
 
 def command_signature() -> inspect.Signature:
     hints = typing.get_type_hints(TrainConfig)
-    resume = typer.Option(help="Continue the run in --out from its newest checkpoint.", rich_help_panel="Run")
     parameters = [
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[bool, resume]),
+        *(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, flag])
+            for name, (kind, default, flag) in COMMAND_OPTIONS.items()
+        ),
         *(option_parameter(f, hints[f.name]) for f in dataclasses.fields(TrainConfig)),
     ]
     return inspect.Signature(parameters)
 
 
-def main(ctx: typer.Context, resume: bool = False, **options: Any) -> None:
+def main(
+    ctx: typer.Context, resume: bool = False, config: Path | None = None, print_config: bool = False, **options: Any
+) -> None:
     """Stream every task's shards into the lasso multi-task network."""
     try:
         values = {name: TEXT_FORMS[name][1](v) if name in TEXT_FORMS else v for name, v in options.items()}
         typed = {name: values[name] for name in given(ctx)}
+        on_command_line = bool(typed)
+        if config is not None:  # the file's options count as given; the command line's win
+            from mtssl.train.config_file import read_config_file
+
+            typed = read_config_file(config) | typed
+        values |= typed
         cfg = resumed_config(Path(values["out"]), typed) if resume else new_config(values, typed)
+        if print_config:
+            from mtssl.train.config_file import describe
+
+            typer.echo(describe(cfg, sources(resume, config, on_command_line, cfg)), nl=False)
+            return
         from mtssl.train.loop import train  # heavy imports only once the options are valid
 
         train(cfg, resume=resume)
@@ -94,7 +173,15 @@ def main(ctx: typer.Context, resume: bool = False, **options: Any) -> None:
 
 
 main.__signature__ = command_signature()  # type: ignore[attr-defined]
-app.command()(main)
+app.command(cls=HelpCommand)(main)
+
+
+def sources(resume: bool, config: Path | None, on_command_line: bool, cfg: TrainConfig) -> list[str]:
+    """Where a resolved config's values came from, most important first."""
+    out = ["the command line"] if on_command_line else []
+    out += [f"--config {config}"] if config is not None else []
+    out += [f"the run in {cfg.out} (--resume)"] if resume else [f"--preset {cfg.preset}", "the defaults"]
+    return out
 
 
 def new_config(values: dict[str, Any], typed: dict[str, Any]) -> TrainConfig:
@@ -112,7 +199,7 @@ def given(ctx: typer.Context) -> list[str]:
     return [
         name
         for name in ctx.params
-        if name != "resume" and getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+        if name not in COMMAND_OPTIONS and getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
     ]
 
 

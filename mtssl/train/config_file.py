@@ -1,0 +1,109 @@
+"""``mtssl-train --config FILE.yaml`` and ``--print-config``: options in a file, and the resolved config shown.
+
+A config file is a YAML (or JSON) mapping of ``TrainConfig`` field names (the options' snake_case names:
+``batch_size``, ``task_options``) to values in their natural form: ``tasks: [relpos, color]`` or
+``tasks: relpos,color``, ``task_batch: {exemplar: 32}``, ``task_options: {relpos: {crop: 80}}``. A run's
+``config.json`` is such a file. The order of precedence is: command line, then the file, then the
+preset (which the file may name), then the defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtssl.train.config import ConfigError, TrainConfig, moved_to_tasks, tuplify
+
+_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The options a config file sets, checked by name and type; one ``ConfigError`` line otherwise."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"--config {path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: holds a {type(data).__name__}, not a mapping of option names to values")
+    data = moved_to_tasks(data) if data.keys() & {"patch_size", "motion_crop"} else data
+    data.pop("patch_size", None), data.pop("motion_crop", None)  # old runs' config.json: moved to task_options
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ConfigError(f"--config {path}: {'; '.join(unknown_key(k, hints) for k in unknown)}")
+    return {key: coerce(path, key, value, hints[key]) for key, value in data.items()}
+
+
+def unknown_key(key: str, hints: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(str(key).replace("-", "_"), hints, n=3)
+    return f"no option {key!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+
+
+def coerce(path: Path, key: str, value: Any, hint: Any) -> Any:
+    """A file's value in the field's type (lists -> tuples, ``"a,b"`` -> ``("a", "b")`` for ``tasks``)."""
+    optional = type(None) in typing.get_args(hint)
+    if value is None and optional:
+        return None
+    kind = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        items = [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
+        if isinstance(items, list | tuple) and all(isinstance(t, str) for t in items):
+            return tuple(items)
+        raise ConfigError(f"--config {path}: {key} takes a list of names or one comma-separated string, got {value!r}")
+    if origin is dict:
+        if isinstance(value, dict):
+            return tuplify(value)
+        raise ConfigError(f"--config {path}: {key} takes a mapping (e.g. {{relpos: 16}}), got {value!r}")
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise ConfigError(f"--config {path}: {key} takes {_WORDS.get(kind, kind)}, got {value!r}")
+    return value
+
+
+def config_text(cfg: TrainConfig) -> str:
+    """The resolved config as YAML, itself a valid ``--config`` file."""
+    plain = {f.name: plain_value(getattr(cfg, f.name)) for f in fields(cfg)}
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=None, width=100)
+
+
+def plain_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    return value
+
+
+def sets_text(cfg: TrainConfig) -> str:
+    """YAML comment lines: each shard set the run would read, its samples and its validation split."""
+    from mtssl.data.shardsets import open_sets
+    from mtssl.tasks import TASKS
+
+    lines = [f"# shard sets under {cfg.shards}:"]
+    for task, sset in open_sets(cfg.shards, TASKS, cfg.tasks).items():
+        train, val = sset.split(cfg.val_shards)
+        held = f"{len(val)} held out for validation" if val else "none held out: too few shards for validation"
+        lines.append(
+            f"#   {task:9s} {sset.samples:>9,} samples in {len(train) + len(val)} shards ({held})  {sset.root}"
+        )
+    return "\n".join(lines)
+
+
+def describe(cfg: TrainConfig, sources: list[str]) -> str:
+    """``--print-config``'s output: where the values came from, the config, the sets (a valid config file)."""
+    head = f"# mtssl-train config, resolved from {' over '.join(sources)}; a valid --config file"
+    return "\n".join([head, config_text(cfg).rstrip(), sets_text(cfg)]) + "\n"
