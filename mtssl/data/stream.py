@@ -115,7 +115,7 @@ def tar_members(path: str, wanted: set[str]) -> Iterator[tuple[str, str, bytes]]
     yield from tar_members_of(read_local(path)[0], path, wanted)
 
 
-def _shard_members(
+def shard_members(
     url: str, wanted: set[str], md5: str | None, cache_dir: str | None = None
 ) -> Iterator[tuple[str, str, bytes]]:
     """The members of a shard; with ``md5``, the shard's bytes are checked first (ValueError when they
@@ -145,7 +145,7 @@ def _shard_members(
     yield from tar_members_of(data, url, wanted, checked=True)
 
 
-_VERIFIED: set[tuple] = set()  # shards whose bytes matched their md5 in this process (see _shard_members)
+_VERIFIED: set[tuple] = set()  # shards whose bytes matched their md5 in this process (see shard_members)
 
 
 def _local_tar_samples(
@@ -169,7 +169,7 @@ def _local_tar_samples(
         sample: dict[str, Any] = {}
         url, given, ok = shard["url"], 0, True
         try:
-            for key, field, data in _shard_members(url, wanted, (md5 or {}).get(url), cache_dir):
+            for key, field, data in shard_members(url, wanted, (md5 or {}).get(url), cache_dir):
                 if sample and sample["__key__"] != key:
                     yield sample
                     given += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -78,6 +79,8 @@ def prepare(cfg: TrainConfig, out: Path, found: tuple[Path, dict[str, Any]] | No
             print(f"resuming {out} from {found[0].name} (step {state.step})", flush=True)
     model = wrap_model(cfg, net, env)
     splits = {task: sset.split(cfg.val_shards) for task, sset in sets.items()}
+    if env.is_main:
+        warn_no_validation(cfg, splits)
     my_tasks = ddp.assign_tasks(cfg.tasks, cfg.distributed, env.rank, env.world_size)
     specs = [task_spec(cfg, sets[task], net, splits[task][0], cfg.jpeg_decode == "device") for task in my_tasks]
     stream = StepStream(specs, cfg.seed, env.rank, state.step, cfg.stream_segment)
@@ -105,6 +108,21 @@ def prepare(cfg: TrainConfig, out: Path, found: tuple[Path, dict[str, Any]] | No
         specs=specs,
         log=open_log(cfg, out, env, state.step if found is not None else None),
     )
+
+
+def warn_no_validation(cfg: TrainConfig, splits: dict[str, tuple[list[str], list[str]]]) -> None:
+    """One line per set too small to hold shards out for validation (it trains on all of them instead)."""
+    if cfg.val_shards == 0 or cfg.val_batches == 0:
+        return
+    for task, (train, val) in splits.items():
+        if not val:
+            print(
+                f"note: the {task} shard set has {len(train)} shard(s), too few to hold {cfg.val_shards} out for "
+                f"validation (it needs at least {cfg.val_shards + 2}): {task} trains on all of them and gets no "
+                "validation loss; rebuild it with a smaller --samples-per-shard to have one",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def open_log(cfg: TrainConfig, out: Path, env: ddp.DistEnv, resumed_at: int | None) -> RunLog:
