@@ -85,16 +85,43 @@ class _NoBar:
         pass
 
 
-class _Lines:
-    """Without a terminal (batch jobs): one plain line per log record."""
+def rate_text(steps_per_s: float | None, samples_per_step: int) -> str:
+    """``1.52 steps/s, 97 samples/s`` (samples over every task and rank); ``-`` before a rate is known."""
+    if not steps_per_s:
+        return "- steps/s"
+    samples = f", {steps_per_s * samples_per_step:,.0f} samples/s" if samples_per_step else ""
+    return f"{steps_per_s:.2f} steps/s{samples}"
 
-    def __init__(self, total: int) -> None:
+
+def duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``: a wall time or an ETA for people."""
+    seconds = max(int(round(seconds)), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class _Lines:
+    """Without a terminal (batch jobs): one plain line per log record, with the rate and the ETA."""
+
+    def __init__(self, total: int, start_step: int = 0, samples_per_step: int = 0) -> None:
         self.total, self.start = total, time.perf_counter()
+        self.first, self.samples_per_step = start_step, samples_per_step
 
     def update(self, step: int, loss: float | None = None) -> None:
-        if loss is not None:
-            elapsed = time.perf_counter() - self.start
-            print(f"step {step}/{self.total} loss {loss:.4f} elapsed {elapsed:.0f}s", flush=True)
+        if loss is None:
+            return
+        elapsed = time.perf_counter() - self.start
+        speed = (step - self.first) / elapsed if elapsed > 0 and step > self.first else None
+        eta = f", eta {duration((self.total - step) / speed)}" if speed else ""
+        print(
+            f"step {step}/{self.total} loss {loss:.4f} | {rate_text(speed, self.samples_per_step)} | "
+            f"elapsed {duration(elapsed)}{eta}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class _RichBar:
@@ -107,26 +134,44 @@ class _RichBar:
 
 
 @contextmanager
-def progress_bar(enabled: bool | None, total: int, start: int) -> AbstractContextManager[Any]:
-    """A rich bar with ETA when ``enabled``; None: the bar on a terminal, plain lines otherwise; False: silent."""
+def progress_bar(
+    enabled: bool | None, total: int, start: int, samples_per_step: int = 0
+) -> AbstractContextManager[Any]:
+    """A rich bar with rate and ETA when ``enabled``; None: the bar on a terminal, plain lines otherwise;
+    False: silent. Progress goes to stderr (results, the closing summary, to stdout). ``samples_per_step``:
+    the samples one optimizer step reads (all tasks, micro-batches and ranks), for the samples/s."""
     if enabled is None:
-        enabled = sys.stdout.isatty()
+        enabled = sys.stderr.isatty()
         if not enabled:
-            yield _Lines(total)
+            yield _Lines(total, start, samples_per_step)
             return
     if not enabled:
         yield _NoBar()
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    class RateColumn(TextColumn):
+        def render(self, task: Any) -> Any:  # type: ignore[override]
+            return rate_text(task.speed, samples_per_step)
 
     columns = (
         TextColumn("train"),
         BarColumn(),
         MofNCompleteColumn(),
+        RateColumn(""),
+        TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[loss]}"),
     )
-    with Progress(*columns) as progress:
+    with Progress(*columns, console=Console(stderr=True)) as progress:
         task_id = progress.add_task("train", total=total, completed=start, loss="")
         yield _RichBar(progress, task_id)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +17,7 @@ from mtssl.contract.manifest import Declared
 from mtssl.tasks import TASKS
 from mtssl.train.cli import app
 from mtssl.train.config import TrainConfig
-from mtssl.train.logging import _Lines, _NoBar, _RichBar, progress_bar
+from mtssl.train.logging import _Lines, _NoBar, _RichBar, duration, progress_bar, rate_text
 from mtssl.train.presets import PRESETS, preset_values
 from mtssl.train.setup import run_options
 
@@ -122,29 +124,41 @@ def test_cli_unknown_preset_exits_2_with_one_line(tmp_path):
 
 @pytest.mark.parametrize(("tty", "kind"), [(True, _RichBar), (False, _Lines)])
 def test_progress_none_is_the_bar_on_a_terminal_and_lines_otherwise(monkeypatch, capsys, tty, kind):
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: tty)
-    with progress_bar(None, 5, 0) as bar:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    with progress_bar(None, 5, 0, samples_per_step=64) as bar:
         assert type(bar) is kind
         bar.update(1)
+        time.sleep(0.05)
         bar.update(2, 0.25)
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.out == ""  # progress on stderr: stdout keeps the results
     if tty:
-        assert "train" in out and "2/5" in out
-    else:
-        assert out == "step 2/5 loss 0.2500 elapsed 0s\n"  # one plain line per logged step, none for the others
+        assert "train" in captured.err and "2/5" in captured.err
+    else:  # one plain line per logged step, none for the others: rate (steps and samples) and ETA
+        line = re.fullmatch(
+            r"step 2/5 loss 0\.2500 \| ([\d.]+) steps/s, ([\d,]+) samples/s \| elapsed 0s, eta (\d+)s\n", captured.err
+        )
+        assert line, captured.err
+        steps_per_s, samples_per_s = float(line[1]), float(line[2].replace(",", ""))
+        assert abs(samples_per_s - 64 * steps_per_s) <= 1 and int(line[3]) == round(3 / steps_per_s)
+
+
+def test_durations_read_as_people_write_them():
+    assert [duration(s) for s in (4.4, 65, 3725)] == ["4s", "1m05s", "1h02m"]
+    assert rate_text(None, 64) == "- steps/s" and rate_text(2.0, 0) == "2.00 steps/s"
 
 
 def test_progress_true_and_false_ignore_the_terminal(monkeypatch):
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     with progress_bar(True, 3, 0) as bar:
         assert type(bar) is _RichBar
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     with progress_bar(False, 3, 0) as bar:
         assert type(bar) is _NoBar
 
 
 def test_a_resumed_bar_starts_at_the_resumed_step(monkeypatch):
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     with progress_bar(None, 10, 4) as bar:
         task = bar.progress.tasks[0]
         assert (task.completed, task.total) == (4, 10)
