@@ -32,7 +32,6 @@ from mtssl.train.config import (
 from mtssl.train.damage import DamagedData
 from mtssl.train.errors import SaveError
 from mtssl.train.interrupt import Interrupted
-from mtssl.train.presets import preset_values
 
 app = make_app(help=__doc__)
 
@@ -152,7 +151,7 @@ def main(
 
             typed = read_config_file(config) | typed
         values |= typed
-        cfg = resumed_config(Path(values["out"]), typed) if resume else new_config(values, typed)
+        cfg = resumed_config(Path(values["out"]), typed) if resume else new_config(typed)
         if print_config:
             from mtssl.train.config_file import describe
 
@@ -184,13 +183,11 @@ def sources(resume: bool, config: Path | None, on_command_line: bool, cfg: Train
     return out
 
 
-def new_config(values: dict[str, Any], typed: dict[str, Any]) -> TrainConfig:
+def new_config(typed: dict[str, Any]) -> TrainConfig:
     """The options given, over the preset's values, over the defaults."""
-    try:
-        values = values | preset_values(values["preset"], typed)
-    except KeyError as exc:
-        raise ConfigError(f"--preset: {exc.args[0]}") from exc
-    return TrainConfig(**values)
+    from mtssl.train.config_file import resolve_options
+
+    return resolve_options(typed)
 
 
 def given(ctx: typer.Context) -> list[str]:

@@ -62,9 +62,11 @@ class TrainConfig:
     # ---- data
     shards: str = option(
         "shards", "Folder or URL (s3://bucket/prefix) of the shard sets, found by their manifest.json.", DATA,
-        resume=True,  # the folders may move; the manifests' hashes must still match
+        resume=True, metavar="DIR|URL",  # the folders may move; the manifests' hashes must still match
     )  # fmt: skip
-    out: str = option("runs/mtssl", "Run folder: checkpoints, trunk.pt, log.jsonl, config.json.", RUN, resume=True)
+    out: str = option(
+        "runs/mtssl", "Run folder: checkpoints, trunk.pt, log.jsonl, config.json.", RUN, resume=True, metavar="DIR"
+    )
     tasks: tuple[str, ...] | None = option(
         None, "Comma-separated subset of tasks; default: every set found.", DATA, metavar="TASK,..."
     )
@@ -152,7 +154,14 @@ class TrainConfig:
     )  # fmt: skip
     keep: int = option(2, "Checkpoints kept.", RUN, resume=True, low=1)
     log_every: int = option(20, "A log.jsonl record every N steps.", RUN, resume=True, low=1)
-    progress: bool | None = option(None, "Progress bar (default: when stdout is a terminal).", RUN, resume=True)
+    progress: bool | None = option(
+        None, "Progress bar with rate and ETA on stderr (default: when stderr is a terminal; else a line per "
+        "log record).", RUN, resume=True,
+    )  # fmt: skip
+    tensorboard: bool = option(
+        False, "Also write the log's scalars and the lasso heat map to <out>/tensorboard/ for TensorBoard "
+        "(needs the tensorboard package: the mtssl extra of that name).", RUN, resume=True,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,32 @@ def read_config_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: holds a {type(data).__name__}, not a mapping of option names to values")
-    data = moved_to_tasks(data) if data.keys() & {"patch_size", "motion_crop"} else data
+    return coerce_options(data, f"--config {path}")
+
+
+def coerce_options(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Options by ``TrainConfig`` field name, checked by name and type; ``where`` starts each error line."""
+    data = moved_to_tasks(data) if data.keys() & {"patch_size", "motion_crop"} else dict(data)
     data.pop("patch_size", None), data.pop("motion_crop", None)  # old runs' config.json: moved to task_options
     hints = typing.get_type_hints(TrainConfig)
-    unknown = sorted(set(data) - set(hints))
+    unknown = sorted(set(data) - set(hints), key=str)
     if unknown:
-        raise ConfigError(f"--config {path}: {'; '.join(unknown_key(k, hints) for k in unknown)}")
-    return {key: coerce(path, key, value, hints[key]) for key, value in data.items()}
+        raise ConfigError(f"{where}: {'; '.join(unknown_key(k, hints) for k in unknown)}")
+    return {key: coerce(where, key, value, hints[key]) for key, value in data.items()}
+
+
+def resolve_options(typed: dict[str, Any]) -> TrainConfig:
+    """The config of a run given ``typed`` options: over the preset they name (or ``paper``), over the
+    defaults; as ``mtssl-train`` resolves its command line."""
+    from mtssl.train.presets import preset_values
+
+    values = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(TrainConfig)}
+    values |= typed
+    try:
+        values |= preset_values(values["preset"], typed)
+    except KeyError as exc:
+        raise ConfigError(f"--preset: {exc.args[0]}") from None
+    return TrainConfig(**values)
 
 
 def unknown_key(key: str, hints: dict[str, Any]) -> str:
@@ -50,7 +69,7 @@ def unknown_key(key: str, hints: dict[str, Any]) -> str:
     return f"no option {key!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
 
 
-def coerce(path: Path, key: str, value: Any, hint: Any) -> Any:
+def coerce(where: str, key: str, value: Any, hint: Any) -> Any:
     """A file's value in the field's type (lists -> tuples, ``"a,b"`` -> ``("a", "b")`` for ``tasks``)."""
     optional = type(None) in typing.get_args(hint)
     if value is None and optional:
@@ -61,16 +80,16 @@ def coerce(path: Path, key: str, value: Any, hint: Any) -> Any:
         items = [t.strip() for t in value.split(",") if t.strip()] if isinstance(value, str) else value
         if isinstance(items, list | tuple) and all(isinstance(t, str) for t in items):
             return tuple(items)
-        raise ConfigError(f"--config {path}: {key} takes a list of names or one comma-separated string, got {value!r}")
+        raise ConfigError(f"{where}: {key} takes a list of names or one comma-separated string, got {value!r}")
     if origin is dict:
         if isinstance(value, dict):
             return tuplify(value)
-        raise ConfigError(f"--config {path}: {key} takes a mapping (e.g. {{relpos: 16}}), got {value!r}")
+        raise ConfigError(f"{where}: {key} takes a mapping (e.g. {{relpos: 16}}), got {value!r}")
     ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not ok:
-        raise ConfigError(f"--config {path}: {key} takes {_WORDS.get(kind, kind)}, got {value!r}")
+        raise ConfigError(f"{where}: {key} takes {_WORDS.get(kind, kind)}, got {value!r}")
     return value
 
 

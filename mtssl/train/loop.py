@@ -37,11 +37,12 @@ from mtssl.train.config import TrainConfig
 from mtssl.train.damage import DamageTracker
 from mtssl.train.early_stop import EarlyStop
 from mtssl.train.interrupt import Interrupted
-from mtssl.train.logging import LOG_FILE, RunLog, Window, progress_bar
+from mtssl.train.logging import LOG_FILE, RunLog, Window, duration, progress_bar
 from mtssl.train.plots import CURVES_FILE, LASSO_FILE, write_plots
 from mtssl.train.run_folder import resume_point, run_folder_lock
 from mtssl.train.setup import Run, build_network, prepare, seed_everything, validation_batches
 from mtssl.train.step import train_step
+from mtssl.train.tensorboard import Board, TeeLog, open_board, require_tensorboard
 
 __all__ = ["build_network", "seed_everything", "train", "validate", "validation_batches"]
 
@@ -49,7 +50,11 @@ __all__ = ["build_network", "seed_everything", "train", "validate", "validation_
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or with ``resume`` continue) a training run; returns the last log record. The run folder is
     locked while it runs (a second writer refuses, naming this one); Ctrl-C or SIGTERM ends it with
-    :class:`~mtssl.train.interrupt.Interrupted`."""
+    :class:`~mtssl.train.interrupt.Interrupted`. With ``--tensorboard`` the main rank also writes the log's
+    scalars to ``<out>/tensorboard/`` (``mtssl.train.tensorboard``), closed however the run ends."""
+    if cfg.tensorboard:
+        require_tensorboard()  # a missing package is one line before any work
+    started = time.perf_counter()
     out = Path(cfg.out)
     with run_folder_lock(out), sigterm_as_interrupt():
         found = resume_point(out, resume, cfg.steps)
@@ -57,20 +62,24 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             print(f"nothing to do: {out} is already at step {cfg.steps} of {cfg.steps} (ask for more with --steps)")
             return {"step": cfg.steps, "event": "end"}
         run = prepare(cfg, out, found)
-        try:
-            record = run_steps(run)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (mtssl.contract.interrupts)
-            raise interrupted(exc, run) from None
-        return finish(run, record)
+        resumed_at = run.state.step if found is not None else None
+        with open_board(cfg.tensorboard and run.env.is_main, out, resumed_at) as board:
+            run.log = TeeLog(run.log, board)  # every record of log.jsonl goes to TensorBoard too
+            try:
+                record = run_steps(run, board)
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (mtssl.contract.interrupts)
+                raise interrupted(exc, run) from None
+            return finish(run, record, time.perf_counter() - started)
 
 
-def run_steps(run: Run) -> dict[str, Any]:
+def run_steps(run: Run, board: Board | None = None) -> dict[str, Any]:
     """The step loop: data, one optimizer step, validation, log, checkpoint; returns the last log record."""
     cfg, env, state, log = run.cfg, run.env, run.state, run.log
     damage = DamageTracker(cfg.max_bad_fraction, {s.task: len(set(s.urls)) for s in run.specs})
     per_task_ranks = ddp.ranks_per_task(cfg.tasks, cfg.distributed, env.world_size)
     record, window, data = {}, Window(), None
-    with progress_bar(cfg.progress if env.is_main else False, cfg.steps, state.step) as bar:
+    samples_per_step = cfg.accumulate * sum(cfg.batch_for(t) * n for t, n in per_task_ranks.items())
+    with progress_bar(cfg.progress if env.is_main else False, cfg.steps, state.step, samples_per_step) as bar:
         while state.step < cfg.steps:
             if data is None or (cfg.stream_segment and state.step % cfg.stream_segment == 0):
                 data = iter(run.loader)  # a new stream segment (mtssl.data.stream)
@@ -104,7 +113,7 @@ def run_steps(run: Run) -> dict[str, Any]:
                     log.write({"step": done, "event": "val", **scores})
                 bar.update(done)
             if env.is_main and (done % cfg.save_every == 0 or done == cfg.steps):
-                save(run)
+                save(run, board)
     return record
 
 
@@ -121,28 +130,32 @@ def validating(cfg: TrainConfig, done: int) -> bool:
     return done % cfg.val_every == 0 or done == cfg.steps
 
 
-def save(run: Run) -> None:
-    """The checkpoint (state and the run's facts), the trunk export and the pictures."""
+def save(run: Run, board: Board | None = None) -> None:
+    """The checkpoint (state and the run's facts), the trunk export and the pictures (and with
+    ``--tensorboard`` the lasso heat map, and the event files flushed)."""
     net = run.net
-    ckpt.save_checkpoint(
-        run.out, {**run.state.state_dict(), "lasso": net.lasso_weights().cpu(), **run.facts}, run.cfg.keep
-    )
+    lasso = net.lasso_weights().cpu()
+    ckpt.save_checkpoint(run.out, {**run.state.state_dict(), "lasso": lasso, **run.facts}, run.cfg.keep)
     ckpt.export_trunk(run.out, net, run.facts["network"], run.state.step)
     write_plots(run.out)
+    if board is not None:
+        board.checkpoint(run.state.step, net.config.tasks, lasso)
 
 
-def finish(run: Run, record: dict[str, Any]) -> dict[str, Any]:
-    """Check that every rank holds the same parameters, log the end, let the workers and group go."""
+def finish(run: Run, record: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """Check that every rank holds the same parameters, log the end, let the workers and group go.
+    ``wall_s``: this process's wall time on the run (a resumed run: since the resume)."""
     cfg, env = run.cfg, run.env
     digests = ddp.gather_digests(ddp.param_digest(run.net))
     end = {"step": cfg.steps, "event": "end", "param_digests": digests, "ranks_in_sync": len(set(digests)) == 1}
+    end["wall_s"] = round(wall_s, 1)
     run.log.write(end)
     if env.is_main and not end["ranks_in_sync"]:
         print(f"warning: ranks ended with different parameters: {digests}", flush=True)
     run.model = run.loader = None  # DDP's reducer and the loader's workers go before the process group does
     ddp.teardown()
     if env.is_main:
-        print_summary(run.out, record, cfg)
+        print_summary(run.out, record, cfg, wall_s)
     return {**record, **end}
 
 
@@ -201,9 +214,9 @@ def validate(
     return scores
 
 
-def print_summary(out: Path, record: dict[str, Any], cfg: TrainConfig) -> None:
-    """The run's last losses and metrics, and where its files are."""
-    lines = [f"done: {cfg.steps} steps in {out}"]
+def print_summary(out: Path, record: dict[str, Any], cfg: TrainConfig, wall_s: float) -> None:
+    """The run's last losses and metrics, its wall time, and where its files are."""
+    lines = [f"done: {cfg.steps} steps in {out}, wall time {duration(wall_s)}"]
     for task in cfg.tasks:
         metric = TASK_CLASSES[task].metric_name
         train = f"loss {record.get(f'{task}_loss', float('nan')):.4f}, {metric} {record.get(metric, float('nan')):.3f}"

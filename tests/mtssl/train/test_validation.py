@@ -4,6 +4,7 @@ deterministic scores, and the summary a run prints at its end."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -109,7 +110,9 @@ def test_a_run_logs_validation_of_every_task_and_never_trains_on_it(split_root, 
 
     out = capsys.readouterr().out
     summary = out[out.index("done: 5 steps in") :]
-    assert f"done: 5 steps in {cfg.out}" in summary
+    assert re.search(rf"done: 5 steps in {re.escape(cfg.out)}, wall time \d+s\n", summary)
+    end = log[-1]
+    assert end["event"] == "end" and end["wall_s"] > 0
     for task in TASKS:
         line = next(line for line in summary.splitlines() if line.strip().startswith(task))
         assert f"loss {log[3][f'{task}_loss']:.4f}" in line
