@@ -387,4 +387,5 @@ def evaluate_motion(
     if json_out is not None:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(results, indent=1) + "\n")
+        console.print(f"wrote {json_out}", markup=False, highlight=False)
     return results

@@ -11,10 +11,14 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def print_results(results: dict[str, Any], console: Any, flow: bool = True) -> None:
-    """The table (fits 80 columns), a one-line legend, the empty and skipped sequences, the timings."""
+def print_results(results: dict[str, Any], console: Any, flow: bool = True, errors: Any = None) -> None:
+    """The table (fits 80 columns), a one-line legend, the empty sequences and the timings on ``console``
+    (stdout); the skipped sources, diagnostics, on ``errors`` (default: stderr). J stays a fraction (mean IoU)."""
     from rich import box
+    from rich.console import Console
     from rich.table import Table
+
+    errors = errors if errors is not None else Console(stderr=True, soft_wrap=True, highlight=False)
 
     table = Table(
         box=box.SIMPLE,
@@ -49,9 +53,9 @@ def print_results(results: dict[str, Any], console: Any, flow: bool = True) -> N
     others = sum(reason == "not a video" for reason in results["skipped"].values())
     for source, reason in sorted(results["skipped"].items()):
         if reason != "not a video":
-            console.print(f"skipped {source}: {reason}")
+            errors.print(f"skipped {source}: {reason}", markup=False)
     if others:
-        console.print(f"skipped {others} file(s) that are not videos or frames")
+        errors.print(f"skipped {others} file(s) that are not videos or frames")
     seconds = results["seconds"]
     console.print(
         f"time: {seconds['read']:.1f} s reading, {seconds['head']:.1f} s head"

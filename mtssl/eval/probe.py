@@ -43,6 +43,7 @@ from mtssl.model.loading import LoadedTrunk, load_trunk
 from mtssl.train.distributed import resolve_device
 
 EVAL_ROW = "eval_lasso"
+TENSORBOARD_DIR = "tensorboard"  # RUN/tensorboard/: mtssl.train.tensorboard.TB_DIR, where --tensorboard writes
 DEFAULT_SIDE = 224  # the usual linear-evaluation crop (ImageNet: shorter side 256, centre crop 224)
 SMALLEST_SIDE = 32  # block 3 has stride 16: at 32 px its maps are 2 x 2
 
@@ -72,6 +73,7 @@ class ProbeOptions:
     device: str = "auto"
     batch_size: int = 64
     norms: str = "own"  # the trained trunk's BN statistics: "own" (as trained) or "data" (see NORMS)
+    name: str | None = None  # the dataset's name in the results and in RUN/probe-NAME.json; None: the folder's
     quiet: bool = False
 
 
@@ -142,6 +144,8 @@ def run_probe(options: ProbeOptions) -> dict[str, Any]:
         "total_s": round(time.perf_counter() - started, 2),
     }
     write_outputs(result, options)
+    if options.run is not None:
+        result["tensorboard"] = write_tensorboard(result, Path(options.run), quiet=options.quiet)
     if not options.quiet:
         print_table(result)
     return result
@@ -160,6 +164,8 @@ def resolve_trunk(options: ProbeOptions) -> Path:
 
 
 def dataset_name(options: ProbeOptions) -> str:
+    if options.name:
+        return options.name
     if options.images is not None:
         return Path(options.images).resolve().name
     train = Path(options.train).resolve()
@@ -330,6 +336,65 @@ def write_outputs(result: dict[str, Any], options: ProbeOptions) -> list[Path]:
     return paths
 
 
+def tensorboard_scalars(result: dict[str, Any]) -> dict[str, float]:
+    """The probe's numbers as TensorBoard tags (fractions, as in the JSON and the trainer's accuracies):
+
+    ``probe/DATA/{linear,knn}/SOURCE`` (the trained trunk), ``probe/DATA/{random_linear,random_knn}/SOURCE``
+    (the random-init mean), ``probe/DATA/margin/SOURCE`` (the better trained minus the better random-init
+    score, as the report's), and ``probe/DATA/best/{acc,random_acc,margin}`` (the JSON's ``best``).
+    """
+    data = result["dataset"]
+    scalars: dict[str, float] = {}
+    for name, row in result["sources"].items():
+        for key in ("linear", "knn", "random_linear", "random_knn"):
+            if row.get(key) is not None:
+                scalars[f"probe/{data}/{key}/{name}"] = float(row[key])
+        randoms = [row[key] for key in ("random_linear", "random_knn") if row.get(key) is not None]
+        if randoms:
+            scalars[f"probe/{data}/margin/{name}"] = round(max(row["linear"], row["knn"]) - max(randoms), 4)
+    for key in ("acc", "random_acc", "margin"):
+        if result["best"].get(key) is not None:
+            scalars[f"probe/{data}/best/{key}"] = float(result["best"][key])
+    return scalars
+
+
+def write_tensorboard(result: dict[str, Any], run: Path, quiet: bool = False) -> dict[str, Any] | None:
+    """Add the probe's scalars to the run's ``tensorboard/`` folder, when it has one, at the step of the
+    probed trunk (``trunk.pt`` is written with each checkpoint: the run's last step once it has ended).
+
+    Returns where and how many, or None: no such folder, the tensorboard package missing (one note on
+    stderr) or a folder that cannot be written (one warning on stderr). The JSON is written either way.
+    """
+    import sys
+
+    folder = Path(run) / TENSORBOARD_DIR
+    if not folder.is_dir():
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # imports the tensorboard package
+    except ImportError:
+        if not quiet:
+            print(
+                f"note: the tensorboard package is not installed: the probe's scalars were not added to {folder} "
+                "(pip install 'mtssl[tensorboard]')",
+                file=sys.stderr,
+            )
+        return None
+    scalars = tensorboard_scalars(result)
+    step = int(result["step"])
+    try:
+        writer = SummaryWriter(log_dir=str(folder), filename_suffix=f".probe-{result['dataset']}")
+        try:
+            for tag, value in scalars.items():
+                writer.add_scalar(tag, value, global_step=step)
+        finally:
+            writer.close()
+    except OSError as exc:
+        print(f"warning: the probe's scalars were not added to {folder}: {exc}", file=sys.stderr)
+        return None
+    return {"folder": str(folder), "step": step, "scalars": len(scalars)}
+
+
 def skip_summary(skipped: dict[str, str]) -> list[str]:
     """One line per reason a file was skipped: how many, why, and the first of them (all are in the JSON)."""
     by_reason: dict[str, list[str]] = {}
@@ -351,33 +416,38 @@ def print_skipped(skipped: dict[str, str]) -> None:
 
 
 def print_table(result: dict[str, Any]) -> None:
+    """The results on stdout: top-1 accuracies as percentages (the JSON keeps fractions), the margin in points."""
     from rich.console import Console
     from rich.table import Table
 
+    from mtssl.eval.percent import percent, percent_spread, points
+
     title = (
         f"probe on {result['dataset']}: {result['n_train']} train / {result['n_val']} val images, "
-        f"{len(result['classes'])} classes, top-1"
+        f"{len(result['classes'])} classes, top-1 accuracy"
     )
     table = Table(title=title)
     for column in ("source", "dims", "linear", "k-NN", "random linear", "random k-NN"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for name, row in result["sources"].items():
-        rand = [
-            "-" if row[f"random_{c}"] is None else f"{row[f'random_{c}']:.3f} ± {row[f'random_{c}_std']:.3f}"
-            for c in ("linear", "knn")
-        ]
-        table.add_row(name, str(row["dims"]), f"{row['linear']:.3f}", f"{row['knn']:.3f}", *rand)
-    console = Console()
+        rand = [percent_spread(row[f"random_{c}"], row[f"random_{c}_std"], missing="-") for c in ("linear", "knn")]
+        table.add_row(name, str(row["dims"]), percent(row["linear"]), percent(row["knn"]), *rand)
+    console = Console(highlight=False, soft_wrap=True)  # a line each, however wide: paths stay whole
     console.print(table)
     best = result["best"]
     if "margin" in best:
         console.print(
-            f"best: {best['source']} {best['classifier']} {best['acc']:.3f}; best random-init: "
-            f"{best['random_source']} {best['random_classifier']} {best['random_acc']:.3f}; "
-            f"margin {best['margin']:+.3f}"
+            f"best: {best['source']} {best['classifier']} {percent(best['acc'])}; best random-init: "
+            f"{best['random_source']} {best['random_classifier']} {percent(best['random_acc'])}; "
+            f"margin {points(best['margin'])}",
+            markup=False,
         )
     timing = result["timing"]
     rate = "cached" if timing["features_cached"] else f"{timing['extract_images_per_s']} images/s"
     console.print(f"features: {rate}; total {timing['total_s']} s")
     for path in result.get("written", []):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False)
+    if result.get("tensorboard"):
+        tb = result["tensorboard"]
+        scalars = f"{tb['scalars']} scalars probe/{result['dataset']}/..."
+        console.print(f"wrote {scalars} at step {tb['step']} to {tb['folder']}", markup=False)

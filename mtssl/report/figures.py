@@ -18,8 +18,9 @@ matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend choice
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
+from mtssl.eval.percent import percent  # noqa: E402
 from mtssl.tasks import TASKS  # noqa: E402
 
 DPI = 100
@@ -95,6 +96,8 @@ def _draw(
         ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_title(title, fontsize=10)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps
+    if ylabel.endswith("_acc"):  # an accuracy (a fraction in the log) is shown in percent; motion_iou stays 0..1
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if drawn:
@@ -187,10 +190,11 @@ def ablation_bars(dataset: str, rows: dict[str, dict[str, tuple[float, float | N
             for p, a, r in zip(pos, acc, rnd_h, strict=True):
                 if np.isfinite(a):
                     top = a if not np.isfinite(r) else max(a, r)  # above the hatched bar when random wins
-                    ax.text(p, top + 0.01, f"{a:.2f}", ha="center", va="bottom", fontsize=7)
+                    ax.text(p, top + 0.01, percent(a), ha="center", va="bottom", fontsize=7)
     ax.bar([np.nan], [np.nan], fill=False, hatch="///", edgecolor="0.3", label="random init (mean)")
     ax.set_xticks(x, sources, rotation=20 if len(sources) > 4 else 0)
     ax.set_ylim(0, 1.08)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))  # accuracies shown in percent
     ax.set_xlabel("feature source")
     ax.set_ylabel("probe accuracy (best of linear, k-NN)")
     ax.set_title(f"{dataset}: probe accuracy per run and source")

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtssl.eval.percent import percent, percent_spread, points
 from mtssl.report import figures, probes
 from mtssl.report.runs import Run, ShardSet
 
@@ -41,10 +42,6 @@ def e(value: Any) -> str:
 def slug(text: str) -> str:
     """A file-name-safe form of ``text`` (run names become PNG name prefixes)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "run"
-
-
-def pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], caption: str = "", row_cls: Sequence[str] = ()) -> str:
@@ -115,14 +112,14 @@ def comparison(runs: list[Run], assets: Assets) -> str:
     """The ablation view: one row per run (steps, best probe per dataset, margin) and a bar chart per dataset."""
     names = probes.datasets(runs)
     headers = ["run", "steps", "tasks", "input", "lasso"]
-    headers += [h for d in names for h in (f"{d}: best acc (%)", f"{d}: margin (points)")]
+    headers += [h for d in names for h in (f"{d}: best accuracy", f"{d}: margin over random init")]
     rows = []
     for run in runs:
         row = [f'<a href="#run-{e(slug(run.name))}">{e(run.name)}</a>', e(run.last_step or "—"), *_ablation_keys(run)]
         for dataset in names:
             probe = probes.probe_of(run, dataset)
             acc, where, gap = probes.best(probe) if probe else (None, "", None)
-            row += [f"{pct(acc)} <span class='small'>{e(where)}</span>" if probe else "—", _margin_cell(gap)]
+            row += [f"{percent(acc)} <span class='small'>{e(where)}</span>" if probe else "—", _margin_cell(gap)]
         rows.append(row)
     parts = ["<h2>Comparison (ablation view)</h2>", table(headers, rows)]
     if not names:
@@ -245,19 +242,19 @@ def probe_table(probe: dict[str, Any]) -> str:
     cls = ["best" if name == best_source else "" for name in sources]
     n_classes = len(probe.get("classes") or [])
     caption = f"{e(probe.get('dataset', '?'))}: n_train {e(probe.get('n_train', '?'))}, "
-    caption += f"n_val {e(probe.get('n_val', '?'))}, {n_classes} classes — accuracy (%)"
+    caption += f"n_val {e(probe.get('n_val', '?'))}, {n_classes} classes — top-1 accuracy"
     return table(headers, rows, caption, cls) + _best_line(probe)
 
 
 def _probe_row(source: dict[str, Any], top5: bool) -> list[str]:
     n = probes.number
-    row = [e(source.get("dims", "—")), pct(n(source.get("linear"))), pct(n(source.get("knn")))]
+    row = [e(source.get("dims", "—")), percent(n(source.get("linear"))), percent(n(source.get("knn")))]
     for clf in probes.CLASSIFIERS:
-        mean, std = n(source.get(f"random_{clf}")), n(source.get(f"random_{clf}_std"))
-        row.append(pct(mean) + (f" ± {100 * std:.1f}" if mean is not None and std is not None else ""))
+        row.append(percent_spread(n(source.get(f"random_{clf}")), n(source.get(f"random_{clf}_std"))))
     row.append(_margin_cell(probes.margin(source)))
     if top5:
-        row += [pct(n(source.get(k))) for k in ("linear_top5", "knn_top5", "random_linear_top5", "random_knn_top5")]
+        keys = ("linear_top5", "knn_top5", "random_linear_top5", "random_knn_top5")
+        row += [percent(n(source.get(k))) for k in keys]
     return row
 
 
@@ -265,19 +262,19 @@ def _margin_cell(gap: float | None) -> str:
     if gap is None:
         return "<td>—</td>"
     cls = "pos" if gap >= 0.0005 else "neg" if gap <= -0.0005 else ""  # as shown, to 0.1 point
-    return f'<td class="{cls}">{100 * gap:+.1f}</td>'
+    return f'<td class="{cls}">{points(gap)}</td>'
 
 
 def _best_line(probe: dict[str, Any]) -> str:
     block = probe.get("best") or {}
     acc, where, gap = probes.best(probe)
-    line = f"<p><b>best</b>: {e(where)} {pct(acc)} %"
+    line = f"<p><b>best</b>: {e(where)} {percent(acc)}"
     random_acc = probes.number(block.get("random_acc"))
     if random_acc is not None:
         line += f"; best random init: {e(block.get('random_source', '?'))} / {e(block.get('random_classifier', '?'))}"
-        line += f" {pct(random_acc)} %"
+        line += f" {percent(random_acc)}"
     if gap is not None:
-        line += f"; margin <b>{100 * gap:+.1f}</b> points"
+        line += f"; margin <b>{points(gap)}</b>"
     at = f" at step {e(probe['step'])}" if probe.get("step") is not None else ""
     line += f'. <span class="small">trunk {e(probe.get("trunk", "?"))}{at}</span>'
     weights = (probe.get("eval_lasso") or {}).get("weights")

@@ -82,8 +82,9 @@ def steps_of(run: Path) -> list[int]:
 def test_pretrain_trains_then_reuses_then_replaces(shards, tiny_demo, tmp_path, monkeypatch, capsys):
     run = tmp_path / "runs" / "demo"
     assert demo.pretrain(shards, run, 2, 0) == "trained"
-    out = capsys.readouterr().out
-    assert f"pretraining 2 steps of --preset cpu on {shards} into {run}" in out and "reusing" not in out
+    said = capsys.readouterr()  # progress: on stderr, the trainer's step lines too
+    assert f"pretraining 2 steps of --preset cpu on {shards} into {run}" in said.err and "reusing" not in said.err
+    assert said.out == ""
     assert (run / "trunk.pt").is_file() and (run / "ckpt-00000002.pt").is_file() and steps_of(run) == [2]
     saved = json.loads((run / "config.json").read_text())
     assert (saved["preset"], saved["depth"], saved["width"], saved["steps"]) == ("cpu", 18, 8, 2)
@@ -104,12 +105,12 @@ def test_pretrain_trains_then_reuses_then_replaces(shards, tiny_demo, tmp_path, 
         patch.setattr(mtssl.train.loop, "train", no_training)
         trunk = (run / "trunk.pt").read_bytes()
         assert demo.pretrain(shards, run, 2, 0) == "reused"
-    assert f"reusing the finished run in {run}" in capsys.readouterr().out
+    assert f"reusing the finished run in {run}" in capsys.readouterr().err
     assert (run / "trunk.pt").read_bytes() == trunk
 
     assert demo.pretrain(shards, run, 3, 0) == "trained"  # other options: the old run goes
-    out = capsys.readouterr().out
-    assert f"replacing {run}" in out and "pretraining 3 steps" in out
+    err = capsys.readouterr().err
+    assert f"replacing {run}" in err and "pretraining 3 steps" in err
     assert steps_of(run) == [3] and not (run / "ckpt-00000002.pt").exists()
 
 
@@ -121,7 +122,7 @@ def test_an_unfinished_run_is_replaced(shards, tiny_demo, tmp_path, capsys):
     assert not demo.finished_with(run, tiny_demo(shards, run, 2, 0))  # killed before its end record
     capsys.readouterr()
     assert demo.pretrain(shards, run, 2, 0) == "trained"
-    assert f"replacing {run}" in capsys.readouterr().out
+    assert f"replacing {run}" in capsys.readouterr().err
     assert read_log(log)[-1]["event"] == "end"
 
 
@@ -158,10 +159,31 @@ def test_the_whole_demo_twice(shards, tiny_demo, tmp_path, monkeypatch):
     first = CliRunner().invoke(demo.app, args)
     assert first.exit_code == 0, (first.output, first.exception)
     assert built == [(data, out_shards, 0)]
-    assert f"run        {run} (trained); trunk {run / 'trunk.pt'}" in first.output
-    assert f"probe      shapes: {run / 'probe-shapes.json'}" in first.output
-    assert f"report     {report / 'index.html'}" in first.output and (report / "index.html").is_file()
+    assert "mtssl-demo done" in first.stdout and "this one command is the demo" in first.stdout  # the summary
+    assert f"run        {run} (trained); trunk {run / 'trunk.pt'}" in first.stdout
+    assert f"probe      shapes: {run / 'probe-shapes.json'}" in first.stdout
+    assert f"report     {report / 'index.html'}" in first.stdout and (report / "index.html").is_file()
+    assert f"previews {out_shards}/<task>/preview.png, shown in the report" in first.stdout
+    assert "pretraining 2 steps" in first.stderr and "pretraining" not in first.stdout  # progress on stderr
     assert labelled.is_dir()
     second = CliRunner().invoke(demo.app, args)
     assert second.exit_code == 0, (second.output, second.exception)
-    assert "reusing the finished run" in second.output and f"{run} (reused)" in second.output
+    assert "reusing the finished run" in second.stderr and f"{run} (reused)" in second.stdout
+
+
+def test_the_help_says_it_is_the_one_demo_command():
+    result = CliRunner().invoke(demo.app, ["-h"], terminal_width=120)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "The one demo command" in text and "SHARDS/TASK/preview.png" in text
+    assert "<" not in result.output  # words, not Python type names
+
+
+def test_a_failed_producer_step_is_one_error_line(monkeypatch, tmp_path):
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess(args, 3))
+    result = CliRunner().invoke(demo.app, ["--data", str(tmp_path / "d"), "--shards", str(tmp_path / "s")])
+    assert result.exit_code == 3 and result.stdout == ""
+    assert result.stderr.startswith("error: building the shard sets failed (exit 3): ")
+    assert len(result.stderr.splitlines()) == 1

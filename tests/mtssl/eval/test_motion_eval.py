@@ -149,11 +149,14 @@ def test_end_to_end_cli_with_an_untrained_network(motion_run, motion_davis, tmp_
     for seq in saved["sequences"].values():
         assert keys <= set(seq) and 0.0 <= seq["head_j"] <= 1.0
     assert keys <= set(saved["overall"]) and saved["overall"]["frames"] == 7
-    lines = [line.rstrip() for line in result.output.splitlines()]
+    lines = [line.rstrip() for line in result.stdout.splitlines() if not line.startswith("wrote ")]
     assert max(len(line) for line in lines) <= 80  # the table and its legend fit a terminal
     assert any(line.startswith("mean of 2") for line in lines)
+    assert f"wrote {out}" in result.stdout and "J (mean IoU)" in result.stdout  # J stays a fraction: no % sign
+    assert "%" not in result.stdout
     failed = CliRunner().invoke(app, ["motion", "--run", str(run), "--videos", str(videos), "--masks", str(tmp_path)])
-    assert failed.exit_code == 2 and "error: no frames under" in failed.output
+    assert failed.exit_code == 2 and failed.stderr.startswith("error: no frames under")
+    assert len(failed.stderr.strip().splitlines()) == 1
 
 
 def test_the_contract_lists_and_reads_sequences_as_the_producer_does(motion_davis):
@@ -240,3 +243,23 @@ def test_the_runs_mask_settings_reach_the_flow_scoring(motion_run, motion_davis)
     with_mask({"gaps": []})
     with pytest.raises(MotionEvalError, match=r"--mask-config: gaps must be positive .*pass --no-flow"):
         evaluate_motion(run, videos, masks, flow=True, predict=oracle, console=quiet())
+
+
+def test_the_table_goes_to_stdout_and_the_skipped_sources_to_stderr():
+    """Results on the console (stdout), diagnostics (skipped sources) on the errors console (stderr)."""
+    from mtssl.eval.motion_table import print_results
+
+    row = {"frames": 3, "head_j": 0.5}
+    results = {
+        "step": 7, "size": 48, "sequences": {"slide": row}, "overall": {**row, "sequences": 1},
+        "empty_sequences": ["blank"], "skipped": {"drop": "damaged frame: frame 1", "x.txt": "not a video"},
+        "seconds": {"read": 0.1, "head": 0.2},
+    }  # fmt: skip
+    out, err = quiet(), quiet()
+    print_results(results, out, flow=False, errors=err)
+    shown, said = out.export_text(), err.export_text()
+    assert "slide" in shown and "0.500" in shown and "blank" in shown and "skipped" not in shown
+    assert said.splitlines() == [
+        "skipped drop: damaged frame: frame 1",
+        "skipped 1 file(s) that are not videos or frames",
+    ]

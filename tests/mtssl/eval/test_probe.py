@@ -142,6 +142,73 @@ def test_probe_cli_writes_the_documented_json(env, cli_run):
     beside = env.run / "probe-shapes.json"
     assert json.loads(beside.read_text()) == data
     assert "eval_lasso" in cli_run.result.stdout and "margin" in cli_run.result.stdout
+    assert not (env.run / "tensorboard").exists()  # a run without a tensorboard folder gets none
+
+
+def test_the_probe_prints_percentages_on_stdout_and_skips_on_stderr(env, cli_run):
+    """Accuracies shown to people are percentages (the JSON keeps fractions), the margin is in points; the
+    results and the files written go to stdout, the skipped files to stderr."""
+    out, err, best = cli_run.result.stdout, cli_run.result.stderr, cli_run.json["best"]
+    assert "top-1 accuracy" in out
+    row = cli_run.json["sources"]["block1"]
+    assert f"{100 * row['linear']:.1f}%" in out and f"{100 * row['knn']:.1f}%" in out
+    assert f"{100 * row['random_linear']:.1f} ± {100 * row['random_linear_std']:.1f}%" in out
+    assert f"{best['source']} {best['classifier']} {100 * best['acc']:.1f}%;" in out
+    assert f"margin {100 * best['margin']:+.1f} points" in out
+    assert f"wrote {cli_run.out}" in out and f"wrote {env.run / 'probe-shapes.json'}" in out
+    assert "skipped" not in out and "skipped 1 file: " in err
+    assert "wrote" not in err and "Traceback" not in err
+
+
+def run_with_tensorboard(env: SimpleNamespace, tmp_path: Path) -> Path:
+    """A copy of the probed run with the ``tensorboard/`` folder ``mtssl-train --tensorboard`` makes."""
+    run = tmp_path / "run"
+    (run / "tensorboard").mkdir(parents=True)
+    shutil.copy(env.trunk, run / "trunk.pt")
+    return run
+
+
+def test_the_probe_adds_its_scores_to_the_runs_tensorboard(env, cli_run, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = run_with_tensorboard(env, tmp_path)
+    result = run_probe(options_of(env, run=run))  # the features are cached by cli_run: classifiers only
+    assert json.loads((run / "probe-shapes.json").read_text())["sources"] == cli_run.json["sources"]
+    assert result["tensorboard"]["folder"] == str(run / "tensorboard") and result["tensorboard"]["step"] == 5
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    sources = cli_run.json["sources"]
+    for name in sources:
+        for key in ("linear", "knn", "random_linear", "random_knn"):
+            assert f"probe/shapes/{key}/{name}" in tags
+        assert f"probe/shapes/margin/{name}" in tags
+    assert {"probe/shapes/best/acc", "probe/shapes/best/random_acc", "probe/shapes/best/margin"} <= tags
+    assert len(tags) == result["tensorboard"]["scalars"] == 5 * len(sources) + 3
+    (linear,) = events.Scalars("probe/shapes/linear/block1")
+    assert linear.step == 5 and linear.value == pytest.approx(sources["block1"]["linear"])  # a fraction, as the JSON
+    (margin,) = events.Scalars("probe/shapes/best/margin")
+    assert margin.step == 5 and margin.value == pytest.approx(cli_run.json["best"]["margin"])
+    block1 = sources["block1"]
+    expected = max(block1["linear"], block1["knn"]) - max(block1["random_linear"], block1["random_knn"])
+    assert events.Scalars("probe/shapes/margin/block1")[0].value == pytest.approx(expected, abs=1e-4)
+
+
+def test_without_the_tensorboard_package_the_probe_says_so_once_and_writes_its_json(
+    env, cli_run, tmp_path, monkeypatch, capsys
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
+    run = run_with_tensorboard(env, tmp_path)
+    result = run_probe(options_of(env, run=run, quiet=False))
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "tensorboard" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: the tensorboard package is not installed"), captured.err
+    assert "scalars" not in captured.out and "note:" not in captured.out
+    assert result["tensorboard"] is None and not any((run / "tensorboard").iterdir())
+    assert (run / "probe-shapes.json").is_file()
 
 
 def test_the_cache_files_hold_plain_arrays(env, cli_run):

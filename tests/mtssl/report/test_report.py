@@ -47,8 +47,10 @@ class Page(HTMLParser):
 
 
 def render(runs: list[Path], out: Path) -> tuple[Page, str]:
-    result = CliRunner().invoke(app, [*map(str, runs), "--out", str(out)])
+    result = CliRunner().invoke(app, [*map(str, runs), "-o", str(out)])
     assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote {out / 'index.html'} ({len(runs)} run{'s' if len(runs) > 1 else ''})\n"
+    assert result.stderr == ""
     source = (out / "index.html").read_text(encoding="utf-8")
     page = Page()
     page.feed(source)
@@ -87,7 +89,9 @@ def test_single_run_page(two_runs: list[Path], tmp_path: Path) -> None:
     text = " ".join(page.text)
     assert "no preview" in text and "mtssl-data preview" in text  # the color set has none
     assert "flowers5" in text and "n_train 200" in text and "5 classes" in text
-    assert "52.0 ± 2.0" in text and "+18.0" in text  # random mean ± std, margin 0.70 - 0.52
+    assert "52.0 ± 2.0%" in text and "+18.0 points" in text  # random mean ± std, margin 0.70 - 0.52
+    best = "<b>best</b>: block1 / linear 70.0%; best random init: block1 / linear 52.0%; margin <b>+18.0 points</b>"
+    assert best in source
     for key in ("depth", "width", "input_mode", "lasso", "steps", "every shard set found"):
         assert key in text
 
@@ -131,12 +135,29 @@ def test_html_escaping(run_factory, tmp_path: Path) -> None:
 
 def test_not_a_run_exits_2(two_runs: list[Path], tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [str(two_runs[0]), str(tmp_path), "--out", str(tmp_path / "r")])
-    assert result.exit_code == 2
-    assert "is not a run folder" in result.output and len(result.output.strip().splitlines()) == 1
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and "is not a run folder" in result.stderr
+    assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
 
 
 def test_help_reads_well() -> None:
-    result = CliRunner().invoke(app, ["--help"])
+    result = CliRunner().invoke(app, ["-h"], terminal_width=120)
     assert result.exit_code == 0
-    assert "RUN" in result.output and "--out" in result.output and "ablation" in result.output
+    assert "RUN..." in result.output and "--out" in result.output and "-o" in result.output
+    assert "ablation" in result.output and "[default: report]" in result.output
+    assert "<" not in result.output and "list[" not in result.output  # words, not Python type names
+
+
+def test_no_run_is_one_error_line() -> None:
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: Missing argument 'RUN'") and len(result.stderr.splitlines()) == 1
+
+
+def test_numbers_are_shown_as_percentages_and_points() -> None:
+    from mtssl.eval.percent import percent, percent_spread, points
+
+    assert (percent(0.2), percent(1.0), percent(None), percent(None, missing="-")) == ("20.0%", "100.0%", "—", "-")
+    assert (percent_spread(0.52, 0.02), percent_spread(0.52, None)) == ("52.0 ± 2.0%", "52.0%")
+    assert (points(0.06), points(-0.0125), points(None)) == ("+6.0 points", "-1.2 points", "—")
