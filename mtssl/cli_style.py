@@ -43,6 +43,11 @@ def type_word(param: Any) -> str:
     return TYPE_WORDS.get(kind, getattr(kind, "__name__", "VALUE").upper())
 
 
+def choices_metavar(values: Iterable[Any]) -> str:
+    """How an option with a fixed set of values shows them in help, in every program: ``default|fast``."""
+    return "|".join(str(v) for v in values)
+
+
 def plain_metavars(params: Iterable[Any]) -> None:
     """Give every parameter a metavar typer shows as is: none for flags, a word for values; an argument's
     name (``SET``) is its word, so no type is shown beside it."""

@@ -1,5 +1,5 @@
-"""The ``mtssl-data`` help screens: the house style every mtssl program shares (``mtssl.cli_style``)."""
+"""The ``mtssl-data`` help screens and error line: the house style every mtssl program shares (``mtssl.cli_style``)."""
 
-from mtssl.cli_style import HelpCommand, HelpGroup, make_app
+from mtssl.cli_style import HelpCommand, HelpGroup, complete_from, fail, make_app
 
-__all__ = ["HelpCommand", "HelpGroup", "make_app"]
+__all__ = ["HelpCommand", "HelpGroup", "complete_from", "fail", "make_app"]

@@ -17,6 +17,12 @@ from pipelines.recipes import RECIPES
 
 
 def load_manifest(shard_dir: str | Path) -> Manifest:
+    """The set's manifest, checked; ShardSetError saying what is wrong: no such folder, no manifest in it, ..."""
+    if not loc.is_url(shard_dir) and not loc.local(shard_dir).is_dir():
+        there = loc.local(shard_dir).exists()
+        raise ShardSetError(
+            f"{shard_dir} is a file, not a shard set folder" if there else f"{shard_dir} does not exist"
+        )
     path = loc.join(shard_dir, MANIFEST_FILE)
     try:
         data = loc.read_bytes(path)
@@ -30,6 +36,44 @@ def load_manifest(shard_dir: str | Path) -> Manifest:
     if manifest["task"] not in RECIPES:
         raise ShardSetError(f"{path}: unknown task {manifest['task']!r}; this mtssl builds {', '.join(RECIPES)}")
     return manifest
+
+
+def by_reason(counts: dict[str, int]) -> str:
+    """``{"too small": 6, "unreadable": 2}`` -> ``"6 too small, 2 unreadable"``: most first."""
+    return ", ".join(f"{n:,} {reason}" for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def share(part: int, whole: int) -> float | None:
+    """``part`` as a fraction of ``whole`` (0..1, as JSON keeps it); None when there is no whole."""
+    return part / whole if whole else None
+
+
+def percent(part: int, whole: int) -> str:
+    """``part`` as a percentage of ``whole`` for people: ``20.0%`` (the project's form for shares)."""
+    fraction = share(part, whole)
+    return "-" if fraction is None else f"{fraction:.1%}"
+
+
+def set_summary(shard_dir: str | Path, manifest: Manifest) -> dict[str, Any]:
+    """``mtssl-data info --json``: what the set holds, its rejected inputs and filtered frames by reason, and
+    the shares they are (fractions 0..1 of the inputs, and of the frames considered)."""
+    totals, source = manifest["totals"], manifest["source"]
+    filtered = totals.get("filtered", 0)
+    return {
+        "set": str(shard_dir),
+        "task": manifest["task"],
+        "source": {"root": source["root"], "inputs": source["inputs"]},
+        "totals": dict(totals),
+        "shares": {
+            "rejected": share(totals["rejected"], source["inputs"]),
+            "filtered": share(filtered, totals["samples"] + filtered),
+        },
+        "rejects": dict(manifest.get("rejects") or {}),
+        "filtered": dict(manifest.get("filtered") or {}),
+        "config_hash": manifest["config_hash"],
+        "schema_version": manifest["schema_version"],
+        "declared": dict(manifest.get("declared") or {}),
+    }
 
 
 def iter_tar_samples(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -47,6 +91,10 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        """``mtssl-data verify --json``."""
+        return {"ok": self.ok, "samples": self.samples, "shards": self.shards, "problems": list(self.problems)}
 
 
 def verify_shard(shard_dir: str | Path, task: str, entry: dict[str, Any]) -> tuple[int, list[str]]:
@@ -98,6 +146,6 @@ def verify_set(shard_dir: str | Path, on_shard=None) -> VerifyReport:
     if report.samples != manifest["totals"]["samples"]:
         report.problems.append(f"{report.samples} samples in total, manifest says {manifest['totals']['samples']}")
     if report.samples == 0:
-        rejects = manifest.get("rejects") or {}
-        report.problems.append(f"the set holds no sample: nothing to train on (rejects by reason: {rejects})")
+        rejects = by_reason(manifest.get("rejects") or {}) or "none"
+        report.problems.append(f"the set holds no sample: nothing to train on (rejected inputs: {rejects})")
     return report

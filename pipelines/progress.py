@@ -1,4 +1,8 @@
-"""A rich progress bar with count, rate and ETA, shared by the long commands."""
+"""The producer's two consoles, and a rich progress bar with count, rate and ETA shared by the long commands.
+
+What a command reports (a build's summary, ``info``'s table, ``verify``'s verdict) goes to ``stdout_console``,
+so ``mtssl-data info SET > info.txt`` keeps it; progress bars, warnings and notes go to ``console``, on stderr.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress and diagnostics
+stdout_console = Console()  # results
 
 
 class RateColumn(TextColumn):

@@ -16,6 +16,7 @@ PROGRAMS = {
     "mtssl-eval": "mtssl.eval.cli",
     "mtssl-report": "mtssl.report.cli",
     "mtssl-demo": "mtssl.demo",
+    "mtssl-sweep": "mtssl.sweep.cli",
 }
 PYTHON_TYPES = re.compile(r"<(int|str|bool|float|path|dir|file|list\[.*?\])>|list\[|\{[A-Z_]+\}|NoneType|Optional\[")
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mtssl.cli_style import HelpCommand, complete_from, make_app
+from mtssl.cli_style import HelpCommand, choices_metavar, complete_from, make_app
 from mtssl.contract.locks import LockHeld
 from mtssl.data.shardsets import ShardSetError
 from mtssl.train.config import (
@@ -56,7 +56,7 @@ def option_parameter(f: dataclasses.Field, hint: Any) -> inspect.Parameter:
     kind = TEXT_FORMS[f.name][0] if f.name in TEXT_FORMS else hint
     default = None if f.name in TEXT_FORMS else f.default
     choices = meta.get("choices")
-    metavar = meta.get("metavar") or ("|".join(map(str, choices)) if choices else None)
+    metavar = meta.get("metavar") or (choices_metavar(choices) if choices else None)
     names = flag_of(f)
     if hint in (bool, bool | None):  # a switch: --amp / --no-amp
         names = f"{names}/--no-{names[2:]}"

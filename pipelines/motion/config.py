@@ -20,47 +20,71 @@ PRESETS = {
 class MaskConfig:
     """Every knob of the mask and of Pathak's frame filter (pixel values assume a 256-px shorter side)."""
 
-    preset: str = "medium"  # ours, DAVIS: DIS preset; "fast": J 0.49 instead of 0.57, 2.2x the speed
-    refine_iters: int | None = 2  # ours, DAVIS: DIS variational refinement iterations (None: the preset's 5:
-    #   the same J, 25% slower; 0: J 0.55)
-    gaps: tuple[int, ...] = (1, 2)  # ours, DAVIS: partner offsets (frames at 25-30 fps); 1: J 0.52, 1,3: J 0.54
-    bidirectional: bool = True  # ours, DAVIS: partners before t too; forward only 0.45 (forward (3,): 0.26)
-    combine: str = "min"  # ours, DAVIS: "min" over pairs 0.57; "directional" (min over directions of the
-    #   max over gaps: keeps an object that pauses for one gap) 0.44
-    grid_step: int = 8  # ours: spacing (px) of the flow samples the camera is fitted to (6: same IoU, slower)
-    ransac_threshold: float = 1.0  # ours: RANSAC reprojection threshold (px)
-    max_model_points: int = 300  # ours: samples a camera fit uses at most (more: slower, same IoU)
-    min_model_points: int = 12  # ours: fewer textured samples than this and no camera model is fitted
-    min_texture: float = 28.0  # ours, tuned: mean |Sobel| (7x7 box) from which a pixel's flow is evidence
-    ring_width: float = 0.15  # ours, tuned: border ring (share of each side) that votes for the camera
-    noise_k: float = 4.0  # ours, tuned: threshold = max(min_speed * gap, noise_k * background residual level)
-    min_speed: float = 0.6  # ours, DAVIS: floor of the threshold, px of residual flow per frame of the gap;
-    #   J 0.57 (synthetic seeds 100-101: 0.83); 0.4: 0.55 (0.88); 0.8: 0.58 (0.76): slow objects need it low
-    open_px: int = 5  # ours, tuned: opening kernel of the seeds (removes specks)
-    half_max: float = 0.3  # ours, tuned: cut each region at this share of its residual level
-    half_max_pct: float = 75.0  # ours: percentile of a region's residual (textured pixels) taken as its level
-    flat_vote: float = 0.5  # ours, tuned: flat region joins when more than this share of its rim is foreground
-    border_vote: float = 1.0  # ours: weight of a flat region's frame-border pixels, voting background
-    close_px: int = 11  # ours, tuned: closing kernel (fills gaps between seeds)
-    min_region: float = 0.01  # ours: drop regions smaller than this share of the frame
-    fill_holes: bool = True  # ours: fill enclosed holes
-    seg_scale: int = 2  # ours: segment at 1/seg_scale resolution (4x cheaper; DIS "medium" flow is half-res)
-    guide_radius: int = 8  # ours, tuned: guided-filter radius (px) that snaps edges to the image; 0 = off
-    guide_eps: float = 0.01  # ours, tuned: guided-filter regulariser (gray in [0, 1])
-    fb_check: bool = False  # ours, DAVIS: drop pixels failing forward-backward consistency: J 0.34, 2x flows
-    fb_threshold: float = 1.0  # ours: forward-backward error (px) above which a pixel is unreliable
-    grabcut: bool = True  # ours, DAVIS: refine with GrabCut on the frame's colours: J 0.53 -> 0.57
-    grabcut_scale: int = 3  # ours, DAVIS: GrabCut at 1/3 resolution; 1/2: the same J, slower
-    grabcut_iters: int = 1  # ours, DAVIS: GrabCut iterations (2 and 4: the same J, slower)
-    grabcut_core_px: int = 15  # ours, DAVIS: erosion (px) of the mask fixed as foreground; none: J 0.33
-    grabcut_band_px: int = 15  # ours, DAVIS: band (px) around the mask GrabCut may claim; 30: -0.01
-    grabcut_agree: float = 0.7  # ours: keep the motion mask where GrabCut's agrees less (IoU): colours that
-    #   do not tell object from background (random textures) otherwise cost 0.3 IoU
-    min_fg: float = 0.03  # ours, DAVIS: drop frames with less foreground than this share (Pathak: 0.10,
-    #   which keeps 24% of DAVIS frames, whose objects cover 2-12% of the frame; 0.03 keeps 77%)
-    max_fg: float = 0.80  # Pathak: drop frames with more foreground than this share
-    border_width: float = 0.05  # Pathak: border band, as a share of each side's length
-    max_border_fg: float = 0.10  # Pathak: drop frames whose border band is more foreground than this
+    preset: str = "medium"  # DIS optical-flow preset: ultrafast, fast or medium. fast: J (mean IoU) 0.49
+    #   instead of 0.57 on ten DAVIS-2016 train sequences, at 2.2 times the speed
+    refine_iters: int | None = 2  # DIS variational refinement iterations. The flow preset's own 5 give the
+    #   same J (mean IoU) on ten DAVIS-2016 train sequences, 25% slower; 0 gives J 0.55 instead of 0.57
+    gaps: tuple[int, ...] = (1, 2)  # partner frames of each masked frame, as frame offsets (at 25-30 frames
+    #   a second). 1,2: J (mean IoU) 0.57 on ten DAVIS-2016 train sequences; 1 alone: 0.52; 1,3: 0.54
+    bidirectional: bool = True  # partners before the frame too, not only after it. After it only: J (mean
+    #   IoU) 0.45 instead of 0.57 on ten DAVIS-2016 train sequences (one partner 3 frames after it: 0.26)
+    combine: str = "min"  # how the masks of a frame's pairs combine: min (a pixel moves in every pair; J
+    #   (mean IoU) 0.57 on ten DAVIS-2016 train sequences) or directional (it moves in some pair before the
+    #   frame and in some pair after it: keeps an object that pauses for one gap; J 0.44)
+    grid_step: int = 8  # spacing in px of the flow samples the camera motion is fitted to (6: the same IoU,
+    #   slower)
+    ransac_threshold: float = 1.0  # error in px up to which a flow sample fits the camera motion (RANSAC)
+    max_model_points: int = 300  # most flow samples one camera fit uses (more: slower, the same IoU)
+    min_model_points: int = 12  # fewest textured flow samples a camera fit needs; with fewer, no camera motion
+    #   is fitted
+    min_texture: float = 28.0  # texture (mean Sobel gradient magnitude over 7 x 7 px) from which a pixel's
+    #   flow counts as evidence of motion; a hand-tuned value
+    ring_width: float = 0.15  # width of the frame's border ring that votes for the camera motion, as a share
+    #   of each side (0.15: 15%); hand-tuned
+    noise_k: float = 4.0  # the motion threshold is the larger of --mask-min-speed times the gap and this many times
+    #   the background's leftover flow after the camera motion; hand-tuned
+    min_speed: float = 0.6  # lowest motion threshold, in px of flow left after the camera motion per frame
+    #   of gap. 0.6: J (mean IoU) 0.57 on ten DAVIS-2016 train sequences and 0.83 on the synthetic videos of seeds
+    #   100 and 101; 0.4: 0.55 and 0.88; 0.8: 0.58 and 0.76 (slow objects need it low)
+    open_px: int = 5  # size in px of the opening that removes specks from the moving seeds; hand-tuned
+    half_max: float = 0.3  # cut each moving region where its leftover flow falls below this share of the
+    #   region's level (0.3: 30%); hand-tuned
+    half_max_pct: float = 75.0  # percentile of a region's leftover flow (over its textured pixels) taken as
+    #   the region's level
+    flat_vote: float = 0.5  # a flat (textureless) region joins the mask when more than this share of its rim
+    #   is foreground (0.5: half); hand-tuned
+    border_vote: float = 1.0  # weight of a flat region's pixels on the frame border, which vote background
+    close_px: int = 11  # size in px of the closing that fills gaps between the moving seeds; hand-tuned
+    min_region: float = 0.01  # drop moving regions smaller than this share of the frame (0.01: 1%)
+    fill_holes: bool = True  # fill holes the mask encloses
+    seg_scale: int = 2  # segment at 1/N of the working resolution (2: 4 times cheaper; the medium flow
+    #   preset works at half resolution anyway)
+    guide_radius: int = 8  # radius in px of the guided filter that snaps the mask's edges to the image's;
+    #   0 turns it off; hand-tuned
+    guide_eps: float = 0.01  # smoothing of the guided filter (gray levels from 0 to 1); hand-tuned
+    fb_check: bool = False  # drop pixels whose forward and backward flows disagree: J (mean IoU) 0.34
+    #   instead of 0.57 on ten DAVIS-2016 train sequences, and twice the flows to compute
+    fb_threshold: float = 1.0  # disagreement in px of the forward and backward flows above which a pixel is
+    #   dropped (with --mask-fb-check)
+    grabcut: bool = True  # refine the mask with GrabCut on the frame's colours: J (mean IoU) 0.53 -> 0.57
+    #   on ten DAVIS-2016 train sequences
+    grabcut_scale: int = 3  # run GrabCut at 1/N of the working resolution; 2: the same J (mean IoU)
+    #   on ten DAVIS-2016 train sequences, slower
+    grabcut_iters: int = 1  # GrabCut iterations; 2 and 4: the same J (mean IoU) on ten DAVIS-2016 train
+    #   sequences, slower
+    grabcut_core_px: int = 15  # GrabCut must keep the mask shrunk by this many px as foreground; without
+    #   that core, J (mean IoU) falls from 0.57 to 0.33 on ten DAVIS-2016 train sequences
+    grabcut_band_px: int = 15  # width in px of the band around the mask that GrabCut may add; 30: J (mean
+    #   IoU) 0.01 lower on ten DAVIS-2016 train sequences
+    grabcut_agree: float = 0.7  # keep the motion mask where GrabCut's overlaps it less than this (IoU):
+    #   colours that do not tell object from background (random textures) otherwise cost 0.3 IoU
+    min_fg: float = 0.03  # drop frames whose mask covers less than this share of the frame (0.03: 3%).
+    #   Pathak et al.'s 0.10 keeps 24% of the frames of ten DAVIS-2016 train sequences, whose objects cover
+    #   2-12% of the frame; 0.03 keeps 77%
+    max_fg: float = 0.80  # drop frames whose mask covers more than this share of the frame (Pathak et al.)
+    border_width: float = 0.05  # width of the frame's border band, as a share of each side (Pathak et al.)
+    max_border_fg: float = 0.10  # drop frames whose border band is more than this share foreground (Pathak
+    #   et al.)
 
     def __post_init__(self) -> None:
         if not self.gaps or min(self.gaps) < 1:

@@ -24,10 +24,13 @@ from pipelines.resize import resize_short_side
 
 @dataclass(frozen=True)
 class ColorRecipeConfig:
-    size: int = 256  # Zhang et al.: 256-px inputs (random 176 crops in training are the trainer's choice)
-    gray_threshold: int = 5  # method.md: images whose |ab| never exceeds 5 are grayscale
-    min_source_side: int = 128  # ours: refuse to upsample a source by more than 2x
-    jpeg_quality: int = 95
+    size: int = 256  # side of the square input, in px, a multiple of 4; the colour target is a quarter of it
+    #   (Zhang et al.: 256; the trainer takes its own random crops)
+    gray_threshold: int = 5  # images whose colour (|a| and |b| in Lab) never exceeds this are marked
+    #   grayscale and left out of the set's colour statistics
+    min_source_side: int = 128  # reject images whose shorter side is smaller than this, in px (no image is
+    #   enlarged more than 2 times)
+    jpeg_quality: int = 95  # JPEG quality of the stored L input, 1-100
 
     def __post_init__(self) -> None:
         if self.size % COLOR_TARGET_STRIDE:

@@ -30,18 +30,23 @@ class ExemplarRecipeConfig:
     # What the trainer may rely on (the manifest's ``declared`` block): declared name -> config field.
     DECLARED: ClassVar[dict[str, str]] = {"view_side": "view_size", "views": "views"}
 
-    views: int = 4  # K views per image (multi-task paper: two are drawn per triplet)
-    view_size: int = 96  # same patch size as relpos, so the trunk sees one input scale
-    base_crop: float = 0.5  # a scale-1 view covers this fraction of the shorter side
-    scale_range: tuple[float, float] = (0.7, 1.4)  # Dosovitskiy: scaling 0.7-1.4
-    max_rotation: float = 20.0  # Dosovitskiy: rotation +-20 degrees
-    contrast_range: tuple[float, float] = (0.5, 2.0)  # ours, in place of the PCA contrast
-    power_range: tuple[float, float] = (0.25, 4.0)  # Dosovitskiy: S, V to a power in 0.25-4
-    gain_range: tuple[float, float] = (0.7, 1.4)  # Dosovitskiy: S, V times 0.7-1.4
-    offset_range: tuple[float, float] = (-0.1, 0.1)  # Dosovitskiy: S, V plus -0.1-0.1
-    hue_range: tuple[float, float] = (-0.1, 0.1)  # Dosovitskiy: hue plus -0.1-0.1 (of the circle)
-    min_source_side: int = 64
-    jpeg_quality: int = 95
+    views: int = 4  # augmented views stored per image, at least 2 (the multi-task paper draws two per triplet)
+    view_size: int = 96  # side of each view, in px (the relpos patch side, so the trunk sees one input scale)
+    base_crop: float = 0.5  # a view at scale 1 covers this share of the image's shorter side (0.5: half)
+    scale_range: tuple[float, float] = (0.7, 1.4)  # lowest and highest scale of a view (Dosovitskiy et al.)
+    max_rotation: float = 20.0  # largest rotation of a view, in degrees either way (Dosovitskiy et al.)
+    contrast_range: tuple[float, float] = (0.5, 2.0)  # lowest and highest factor on a view's deviations from
+    #   its mean colour (in place of Dosovitskiy et al.'s contrast along the colours' principal components)
+    power_range: tuple[float, float] = (0.25, 4.0)  # lowest and highest power saturation and value are raised
+    #   to (Dosovitskiy et al.)
+    gain_range: tuple[float, float] = (0.7, 1.4)  # lowest and highest factor on saturation and value
+    #   (Dosovitskiy et al.)
+    offset_range: tuple[float, float] = (-0.1, 0.1)  # lowest and highest offset added to saturation and value
+    #   (Dosovitskiy et al.)
+    hue_range: tuple[float, float] = (-0.1, 0.1)  # lowest and highest hue shift, as a share of the colour
+    #   circle (Dosovitskiy et al.)
+    min_source_side: int = 64  # reject images whose shorter side is smaller than this, in px
+    jpeg_quality: int = 95  # JPEG quality of the stored views, 1-100
 
     def __post_init__(self) -> None:
         if self.views < 2:

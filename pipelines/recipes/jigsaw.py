@@ -36,11 +36,13 @@ class JigsawRecipeConfig:
     # What the trainer may rely on (the manifest's ``declared`` block): declared name -> config field.
     DECLARED: ClassVar[dict[str, str]] = {"tile_side": "tile"}
 
-    short_side: int = 256  # ours: the shorter side before the crop, as the rotation recipe's ImageNet 256
-    size: int = 225  # Noroozi & Favaro: a 225 x 225 crop, cut into 3 x 3 cells of 75 px
-    tile: int = 64  # Noroozi & Favaro: a 64 x 64 tile at a random place inside each cell
-    min_source_side: int = 128  # ours: refuse to upsample a source by more than 2x
-    jpeg_quality: int = 95
+    short_side: int = 256  # the image's shorter side is resized to this before the crop, in px (as the
+    #   rotation task's 256)
+    size: int = 225  # side of the square crop cut into 3 x 3 cells, in px (Noroozi & Favaro: 225, cells of 75)
+    tile: int = 64  # side of the tile taken at a random place inside each cell, in px (Noroozi & Favaro: 64)
+    min_source_side: int = 128  # reject images whose shorter side is smaller than this, in px (no image is
+    #   enlarged more than 2 times)
+    jpeg_quality: int = 95  # JPEG quality of the stored tiles, 1-100
 
     def __post_init__(self) -> None:
         if self.tile % 16:

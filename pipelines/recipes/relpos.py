@@ -30,13 +30,15 @@ class RelposRecipeConfig:
     # What the trainer may rely on (the manifest's ``declared`` block): declared name -> config field.
     DECLARED: ClassVar[dict[str, str]] = {"patch_side": "patch"}
 
-    patch: int = 96  # deepcontext: 96x96 patches
-    gap: int = 48  # deepcontext: 48-px gap between patches
-    jitter: int = 7  # deepcontext: up to +-7 px per patch
-    min_area: int = 150_000  # deepcontext: total area 150K-450K pixels
-    max_area: int = 450_000
-    min_source_side: int = 192  # ours: refuse to upsample a source by more than ~2x
-    jpeg_quality: int = 95
+    patch: int = 96  # side of each of the nine square patches, in px (Doersch et al.'s code: 96)
+    gap: int = 48  # gap between neighbouring patches, in px (Doersch et al.'s code: 48)
+    jitter: int = 7  # each patch moves by up to this many px either way (Doersch et al.'s code: 7)
+    min_area: int = 150_000  # smallest area, in pixels, the image is resized to: a random area between this
+    #   and --max-area (Doersch et al.'s code: 150,000 to 450,000)
+    max_area: int = 450_000  # largest area, in pixels, the image is resized to
+    min_source_side: int = 192  # reject images whose shorter side is smaller than this, in px (no image is
+    #   enlarged more than about 2 times)
+    jpeg_quality: int = 95  # JPEG quality of the stored patches, 1-100
 
     @property
     def span(self) -> int:

@@ -28,9 +28,11 @@ ANGLES = (0, 90, 180, 270)  # the classes, counter-clockwise, as the trainer's t
 
 @dataclass(frozen=True)
 class RotationRecipeConfig:
-    size: int = 256  # Gidaris et al.: ImageNet images resized to 256 (224 crops at training time)
-    min_source_side: int = 128  # ours: refuse to upsample a source by more than 2x
-    jpeg_quality: int = 95
+    size: int = 256  # side of the stored square image, in px, a multiple of 16 (Gidaris et al. resize
+    #   ImageNet images to 256 and take 224-px crops when training)
+    min_source_side: int = 128  # reject images whose shorter side is smaller than this, in px (no image is
+    #   enlarged more than 2 times)
+    jpeg_quality: int = 95  # JPEG quality of the stored image, 1-100
 
     def __post_init__(self) -> None:
         if self.size % 16:

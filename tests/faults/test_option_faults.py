@@ -47,6 +47,6 @@ def test_the_help_shows_the_list_form_and_every_default(tmp_path):
 
 def test_the_quality_option_shows_its_choices_and_refuses_others(tmp_path):
     text = flat(CliRunner().invoke(motion_app({}), ["--help"]).output)
-    assert "--quality <default|fast>" in text
+    assert "--quality default|fast" in text
     result = CliRunner().invoke(motion_app({}), ["--videos", str(tmp_path), "--quality", "best"])
     assert result.exit_code == 2 and "must be one of default, fast" in flat(result.output)

@@ -32,7 +32,7 @@ def color_set(sample_images, tmp_path_factory) -> Path:
 def test_help_lists_every_command():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("build", "sample", "info", "verify", "preview", "demo"):
+    for command in ("build", "sample", "info", "verify", "preview", "score-motion"):
         assert command in text(result)
     assert "--images" in text(runner.invoke(app, ["build", "exemplar", "--help"]))
 
@@ -87,6 +87,7 @@ def test_commands_on_a_folder_without_manifest_fail_clearly(tmp_path):
     for command in ("info", "verify", "preview"):
         result = runner.invoke(app, [command, str(tmp_path)])
         assert result.exit_code == 2 and "no manifest.json" in text(result)
+        assert result.stderr.startswith("error: ") and not result.stdout
 
 
 def test_build_into_a_folder_of_another_build_fails_clearly(color_set, sample_images):
@@ -112,6 +113,7 @@ def test_sample_writes_class_folders(tmp_path):
         ("mtssl.eval.cli", "mtssl-eval", "cli-eval.md"),
         ("mtssl.report.cli", "mtssl-report", "cli-report.md"),
         ("mtssl.demo", "mtssl-demo", "cli-demo.md"),
+        ("mtssl.sweep.cli", "mtssl-sweep", "cli-sweep.md"),
     ],
 )
 def test_cli_reference_in_docs_is_current(tmp_path, module, name, doc):

@@ -1,0 +1,127 @@
+"""The sweep spec and plan: the issue's form, checked options, per-run seeds and needs, the shipped
+ablation grid, and the refusal of a run folder trained with other options."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtssl.sweep.plan import check_folders, plan, write_configs
+from mtssl.sweep.spec import SpecError, parse_spec, read_spec
+from mtssl.train.config_file import read_config_file, resolve_options
+
+ISSUE_FORM = """
+shards: shards/
+common: {preset: cpu}
+runs:
+  relpos-alone: {tasks: relpos}
+  all-lasso: {tasks: "relpos,color,exemplar,motion"}
+  all-naive: {tasks: "relpos,color,exemplar,motion", lasso: false}
+seeds: [0, 1]
+probe:
+  flowers5: {images: photos, split: 0.5}
+"""
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(ISSUE_FORM)
+    return path
+
+
+def test_the_issues_spec_form_reads_into_runs_seeds_and_probes(spec_file: Path, tmp_path: Path):
+    spec = read_spec(spec_file)
+    assert spec.shards == str(tmp_path / "shards")  # relative to the spec's folder
+    assert [r.name for r in spec.runs] == ["relpos-alone", "all-lasso", "all-naive"]
+    assert spec.runs[2].options == {"tasks": ("relpos", "color", "exemplar", "motion"), "lasso": False}
+    assert spec.seeds == (0, 1)
+    assert spec.probes == {"flowers5": {"images": str(tmp_path / "photos"), "split": 0.5}}
+    assert read_spec(spec_file, shards="s3://bucket/shards").shards == "s3://bucket/shards"
+
+
+def test_every_item_is_a_run_folder_named_run_and_seed_with_the_resolved_config(spec_file: Path, tmp_path: Path):
+    items, notes = plan(read_spec(spec_file), tmp_path / "out")
+    assert notes == []
+    assert [i.name for i in items] == [f"{r}-s{s}" for r in ("relpos-alone", "all-lasso", "all-naive") for s in (0, 1)]
+    naive = items[5]
+    assert naive.folder == tmp_path / "out" / "runs" / "all-naive-s1"
+    assert (naive.cfg.preset, naive.cfg.lr, naive.cfg.lasso, naive.cfg.seed) == ("cpu", 2e-4, False, 1)
+    write_configs(items)
+    options = read_config_file(naive.config_file)  # the file mtssl-train --config reads
+    assert resolve_options(options) == naive.cfg
+
+
+def test_per_run_seeds_and_needed_sets(tmp_path: Path):
+    data = yaml.safe_load(ISSUE_FORM.replace("photos", str(tmp_path)))
+    data["runs"]["rotation"] = {"tasks": "rotation", "needs": "rotation", "seeds": [3]}
+    data["runs"]["deep"] = {"tasks": "relpos", "depth": 50, "seeds": [0]}
+    spec = parse_spec(data, tmp_path)
+    items, notes = plan(spec, tmp_path / "out", available={"relpos", "color", "exemplar", "motion"})
+    assert [i.name for i in items][-1] == "deep-s0" and "rotation-s3" not in [i.name for i in items]
+    assert notes == [f"rotation: left out, no rotation shard set under {tmp_path / 'shards'}"]
+    items, _ = plan(spec, tmp_path / "out", available={"rotation"})
+    assert "rotation-s3" in [i.name for i in items]
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (
+            {"runs": {"a": {"tasks": "relpos", "batch_sise": 3}}},
+            "run a: no option 'batch_sise' (did you mean batch_size?)",
+        ),
+        ({"runs": {"a": {"steps": "many"}}}, "run a: steps takes an integer"),
+        ({"runs": {"A b": {}}}, "run name 'A b'"),
+        ({"runs": {"a": {"seed": 3}}}, "run a sets seed, which the sweep sets"),
+        ({"common": {"out": "x"}}, "common sets out"),
+        ({"runs": {}}, "no runs"),
+        ({"seeds": [0, -1]}, "seeds is a list of integers >= 0"),
+        ({"probe": {"p": {"images": "photos", "train": "photos"}}}, "either images (and split) or both train and val"),
+        ({"probe": {"p": {"images": "nope"}}}, "images"),
+        ({"probe": {"p": {"images": "photos", "sise": 3}}}, "unknown option(s) sise"),
+        ({"probes": {}}, "unknown key(s) probes"),
+        ({"shards": None}, "no shards"),
+    ],
+)
+def test_a_bad_spec_is_one_line_naming_what(spec_file: Path, change: dict, words: str):
+    data = yaml.safe_load(spec_file.read_text()) | change
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data, spec_file.parent, source=str(spec_file))
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_folder_trained_with_other_options_is_refused_naming_them(spec_file: Path, tmp_path: Path):
+    items, _ = plan(read_spec(spec_file), tmp_path / "out")
+    item = items[0]
+    item.folder.mkdir(parents=True)
+    saved = replace(item.cfg, lr=1e-3, workers=7)  # workers does not change what a run computes
+    (item.folder / "config.json").write_text(json.dumps(json.loads(saved.to_json())))
+    with pytest.raises(
+        SpecError, match=r"relpos-alone-s0 was trained with other options than the spec's: lr 0.001 \(spec: 0.0002\)\. "
+    ):
+        check_folders(items)
+    (item.folder / "config.json").write_text(json.dumps(json.loads(replace(item.cfg, workers=7).to_json())))
+    check_folders(items)
+
+
+def test_the_shipped_ablation_grid_has_the_papers_rows(tmp_path: Path):
+    path = Path(str(resources.files("mtssl.sweep") / "specs" / "ablation.yaml"))
+    spec = read_spec(path, shards=str(tmp_path))
+    runs = {r.name: r for r in spec.runs}
+    four = ("relpos", "color", "exemplar", "motion")
+    for task in four:
+        assert runs[task].options["tasks"] == (task,)
+        x4 = runs[f"{task}-x4"].options
+        assert x4.get("batch_size") == 64 or x4.get("task_batch") == {"exemplar": 128}
+    assert runs["all-lasso"].options == {"tasks": four}
+    assert runs["all-naive"].options["lasso"] is False and runs["all-native"].options["input_mode"] == "native"
+    assert runs["all-lasso-d50"].options["depth"] == 50
+    assert runs["all-six"].needs == ("rotation", "jigsaw")
+    assert spec.common == {"preset": "cpu"} and spec.seeds == (0, 1)
