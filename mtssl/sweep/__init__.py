@@ -1,0 +1,2 @@
+"""``mtssl-sweep``: many experiments over one shard build, scheduled on Ray (spec, plan, execute, schedule,
+summary, cli)."""

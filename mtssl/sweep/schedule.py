@@ -1,0 +1,145 @@
+"""Running a sweep's items on Ray: one Ray task per (run, seed), holding the CPUs (and GPU) it declares.
+
+Plain Ray tasks rather than Ray Tune: an item is one child process (``mtssl.sweep.execute``) whose run
+folder already is its checkpoint and its record, so the sweep's resume is "look at the folders" and needs
+no experiment state of Tune's (whose restore would keep a second copy of what the folders say); resources
+are the tasks' ``num_cpus``/``num_gpus``; logs are the items' own files. Local Ray by default (as many CPUs
+as the machine has), ``--ray-address`` joins a cluster; at most ``parallel`` items run at once.
+
+The sweep's record, ``OUT/sweep.json``, is rewritten after every item: each item's status, error and wall
+times (training summed over the attempts, so a resumed run's time is its whole time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtssl.contract.atomic import write_bytes_atomic
+from mtssl.sweep.execute import run_item
+from mtssl.sweep.plan import Item
+
+RECORD_FILE = "sweep.json"
+
+
+@dataclass(frozen=True)
+class Share:
+    """What each item holds while it runs."""
+
+    cpus: float
+    gpus: float
+    parallel: int
+
+
+def read_record(out: Path) -> dict[str, Any]:
+    path = out / RECORD_FILE
+    if not path.is_file():
+        return {"items": {}}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"items": {}}
+
+
+def update_record(out: Path, record: dict[str, Any], item: Item, result: dict[str, Any]) -> None:
+    """Add one item's result (wall times summed over attempts) and rewrite the record atomically."""
+    entry = record["items"].get(item.name, {"run": item.run, "seed": item.seed, "train_s": 0.0, "probe_s": {}})
+    entry["train_s"] = round(entry.get("train_s", 0.0) + result["train_s"], 1)
+    entry["probe_s"] = {**entry.get("probe_s", {}), **{k: round(v, 1) for k, v in result["probe_s"].items()}}
+    entry.update(status=result["status"], error=result.get("error", ""), folder=str(item.folder))
+    entry["attempts"] = entry.get("attempts", 0) + (1 if result["train_s"] or result["probe_s"] else 0)
+    record["items"][item.name] = entry
+    write_bytes_atomic(out / RECORD_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+
+
+@contextmanager
+def ray_session(address: str | None):
+    """Start local Ray (or join ``address``); the SIGTERM handler in place before ``ray.init`` is kept
+    (Ray would turn SIGTERM into a silent exit)."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        if address:
+            import mtssl
+
+            ray.init(address=address, runtime_env={"py_modules": [mtssl]}, logging_level="ERROR", log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def share_of(ray: Any, parallel: int | None, resources: dict[str, float]) -> Share:
+    """Each item's CPUs and GPUs: the spec's ``resources``, else the cluster's CPUs over ``parallel`` and one
+    GPU per item where there are GPUs (then ``parallel`` defaults to the GPU count)."""
+    total = ray.cluster_resources()
+    cpus_total, gpus_total = float(total.get("CPU", 1)), float(total.get("GPU", 0))
+    if parallel is None:
+        parallel = max(1, int(gpus_total)) if gpus_total else 1
+    gpus = resources.get("gpus", 1.0 if gpus_total >= parallel else 0.0)
+    cpus = resources.get("cpus", max(1.0, float(int(cpus_total // parallel))))
+    return Share(cpus=cpus, gpus=gpus, parallel=parallel)
+
+
+def run_on_ray(
+    items: list[Item], out: Path, share: Share, ray: Any, say: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Run ``items`` as Ray tasks, at most ``share.parallel`` at once; results by item name."""
+    remote = ray.remote(run_item).options(num_cpus=share.cpus, num_gpus=share.gpus, max_retries=0)
+    record, results, waiting, running = read_record(out), {}, list(items), {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < share.parallel:
+                item = waiting.pop(0)
+                running[remote.remote(item.to_plain(), share.cpus)] = (item, time.perf_counter())
+                say(f"started  {item.name} ({'resuming' if item.started else 'new'}; {share.cpus:g} CPU)")
+            done, _ = ray.wait(list(running), num_returns=1)
+            item, tic = running.pop(done[0])
+            results[item.name] = finished(ray, done[0], item)
+            update_record(out, record, item, results[item.name])
+            say(line_for(item, results[item.name], time.perf_counter() - tic))
+    except KeyboardInterrupt:
+        for ref in running:
+            ray.cancel(ref)  # a KeyboardInterrupt in the task: its run stops as on Ctrl-C, keeping checkpoints
+        deadline = time.time() + 150
+        while running and time.time() < deadline:
+            done, _ = ray.wait(list(running), num_returns=1, timeout=max(deadline - time.time(), 0.1))
+            for ref in done:
+                running.pop(ref)
+        raise
+    return results
+
+
+def finished(ray: Any, ref: Any, item: Item) -> dict[str, Any]:
+    """A task's result; a task that died (its worker killed, out of memory) is a failed item, not a crash."""
+    try:
+        return ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - Ray wraps whatever killed the worker
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return {"name": item.name, "train_s": 0.0, "probe_s": {}, "status": "failed", "error": f"Ray: {reason}"}
+
+
+def line_for(item: Item, result: dict[str, Any], seconds: float) -> str:
+    from mtssl.train.logging import duration
+
+    if result["status"] == "ok":
+        return f"finished {item.name} in {duration(seconds)}"
+    return f"FAILED   {item.name} after {duration(seconds)}: {result['error']} (log: {item.log_file})"
+
+
+def stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
