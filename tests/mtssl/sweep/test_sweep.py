@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mtssl.sweep.plan import ended
+
 from ..eval.test_probe import write_folder
 from ..shardkit import TINY_TASK_OPTIONS
 
@@ -108,7 +110,7 @@ def test_a_failed_run_is_reported_and_the_others_finish(shard_root: Path, tmp_pa
 
 
 def test_a_killed_driver_leaves_no_training_behind_and_the_rerun_resumes(shard_root: Path, tmp_path: Path):
-    runs = {"long": {"tasks": "relpos", "steps": 20, "save_every": 5}}
+    runs = {"long": {"tasks": "relpos", "steps": 60, "save_every": 5}}
     spec, out = write_spec(tmp_path, shard_root, runs), tmp_path / "sweep"
     env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
     driver = subprocess.Popen([sys.executable, "-m", "mtssl.sweep.cli", str(spec), "--out", str(out)], env=env,
@@ -116,22 +118,25 @@ def test_a_killed_driver_leaves_no_training_behind_and_the_rerun_resumes(shard_r
     run = out / "runs" / "long-s0"
     deadline = time.time() + 240
     while not list(run.glob("ckpt-*.pt")) and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert list(run.glob("ckpt-*.pt")), "no checkpoint within 4 minutes"
+    trainer = json.loads((run / ".mtssl.lock").read_text())["pid"]  # the training process holds the run's lock
+    os.kill(trainer, signal.SIGSTOP)  # paused between checkpoints, so the kill lands mid-run however fast it steps
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    deadline = time.time() + 120  # the training process goes with its Ray worker (SIGTERM on the parent's death)
-    while time.time() < deadline and (run / ".mtssl.lock").exists() and lock_held(run):
-        time.sleep(0.5)
+    os.kill(trainer, signal.SIGCONT)  # it now finds the SIGTERM its parent's death sent it
+    deadline = time.time() + 120
+    while time.time() < deadline and lock_held(run):
+        time.sleep(0.2)
     assert not lock_held(run), "a training process outlived the killed sweep"
     kept = max(int(p.stem.split("-")[1]) for p in run.glob("ckpt-*.pt"))
-    assert 0 < kept < 20
+    assert 0 < kept < 60 and not ended(run / "log.jsonl", 60)
     again = sweep(str(spec), "--out", str(out))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "started  long-s0 (resuming" in again.stderr
     log = (out / "logs" / "long-s0.log").read_text()
     assert "--resume" in log and f"resuming {run}" in log
-    assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["event"] == "end"
+    assert ended(run / "log.jsonl", 60)
 
 
 def lock_held(run: Path) -> bool:
