@@ -27,7 +27,10 @@ HELP = (  # rich keeps single line breaks: each paragraph is one line here
     "over training, a preview of each shard set it read (SET/preview.png), and its probe tables (RUN/probe-*.json "
     "from mtssl-eval probe): accuracies in percent, margins over random init in points.\n\n"
     "With two runs or more, a comparison table and one bar chart per probe dataset come first: the ablation view. "
-    "Run names are the folder names."
+    "Run names are the folder names.\n\n"
+    "Given an mtssl-sweep folder (one that holds sweep.json), the report covers its runs and starts with the sweep "
+    "view: each run over its seeds (mean ± sd of the best accuracy and of the margin), a margin bar chart with each "
+    "seed's dot, every run's validation loss per task overlaid, the lasso matrices side by side, the wall times."
 )
 
 
@@ -47,13 +50,20 @@ def main(
     ] = Path("report"),
 ) -> None:
     """The page about ``runs`` (the command's help is :data:`HELP`)."""
+    from mtssl.report.sweep import is_sweep, read_record, sweep_run_folders
+
+    sweeps = [p for p in runs if is_sweep(p)]
+    if sweeps and len(runs) > 1:
+        raise fail("give one mtssl-sweep folder, or run folders; not both")
     try:
-        loaded = load_runs(runs)
+        loaded = load_runs(sweep_run_folders(sweeps[0]) if sweeps else runs)
     except NotARunError as exc:
         raise fail(str(exc)) from exc
+    if not loaded:
+        raise fail(f"{sweeps[0]}: the sweep has no run folder with a config.json yet")
     from mtssl.report.page import write_report  # matplotlib and torch only once the arguments are good
 
-    page = write_report(loaded, out)
+    page = write_report(loaded, out, read_record(sweeps[0]) if sweeps else None)
     typer.echo(f"wrote {page} ({len(loaded)} run{'s' if len(loaded) > 1 else ''})")
 
 

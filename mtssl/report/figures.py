@@ -210,3 +210,75 @@ def _save(fig: Figure, path: Path, tight: bool = True) -> Path:
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def sweep_margins(dataset: str, values: dict[str, list[float]], path: Path) -> Path | None:
+    """One bar per run: its mean margin over random init (points) with the seeds' sd, each seed a dot."""
+    runs = [r for r, v in values.items() if v]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(runs) + 2), 4.2))
+    for k, run in enumerate(runs):
+        points_ = [100 * v for v in values[run]]
+        mean = float(np.mean(points_))
+        err = float(np.std(points_, ddof=1)) if len(points_) > 1 else 0.0
+        ax.bar(k, mean, 0.7, color=f"C{k % 10}", yerr=err, capsize=4, alpha=0.85)
+        ax.scatter([k] * len(points_), points_, color="black", s=12, zorder=3)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xticks(range(len(runs)), runs, rotation=30, ha="right")
+    ax.set_ylabel("margin over random init (points)")
+    ax.set_title(f"{dataset}: margin per run (mean ± sd over seeds; dots: seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def validation_overlay(runs: dict[str, list[Sequence[dict[str, Any]]]], path: Path) -> Path | None:
+    """Per task, the validation loss of every run (one colour per run, one line per seed) against step."""
+    tasks = list(dict.fromkeys(t for logs in runs.values() for records in logs for t in logged_tasks(records)))
+    tasks = [t for t in tasks if any(series(r, f"val_{t}_loss")[0] for logs in runs.values() for r in logs)]
+    if not tasks:
+        return None
+    cols = min(2, len(tasks))
+    rows = (len(tasks) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for k, (name, logs) in enumerate(runs.items()):
+            for i, records in enumerate(logs):
+                steps, values = series(records, f"val_{task}_loss")
+                if steps:
+                    ax.plot(steps, values, color=f"C{k % 10}", lw=1.3, alpha=0.9, label=name if i == 0 else None)
+        ax.set_title(f"{task}: validation loss")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.set_visible(False)
+    return _save(fig, path)
+
+
+def lasso_grid(records: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """The last lasso weights of each run, side by side on one colour scale (tasks x block-3 units)."""
+    runs = [r for r, rec in records.items() if rec and rec.get("lasso")]
+    if not runs:
+        return None
+    mats = {}
+    for run in runs:
+        lasso = records[run]["lasso"]
+        width = max(len(w) for w in lasso.values())
+        mats[run] = (list(lasso), np.array([list(w) + [np.nan] * (width - len(w)) for w in lasso.values()]))
+    limit = max(max(float(np.nanmax(np.abs(m))) for _, m in mats.values()), 1e-6)
+    cols = min(3, len(runs))
+    rows = (len(runs) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 2.6 * rows), squeeze=False)
+    image = None
+    for ax, run in zip(axes.flat, runs, strict=False):
+        tasks, weights = mats[run]
+        image = ax.imshow(weights, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
+        ax.set_xticks(range(weights.shape[1]), [str(i + 1) for i in range(weights.shape[1])], fontsize=7)
+        ax.set_title(run, fontsize=10)
+    for ax in list(axes.flat)[len(runs) :]:
+        ax.set_visible(False)
+    fig.colorbar(image, ax=axes.ravel().tolist(), label="lasso weight")
+    fig.suptitle("lasso weights at the end (block-3 units)", fontsize=12)
+    return _save(fig, path, tight=False)

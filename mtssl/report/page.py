@@ -85,12 +85,15 @@ class Assets:
         return self.copied[key]
 
 
-def write_report(runs: list[Run], out: Path) -> Path:
-    """Draw every picture into ``out`` and write ``out/index.html``; returns the page."""
+def write_report(runs: list[Run], out: Path, sweep: dict[str, Any] | None = None) -> Path:
+    """Draw every picture into ``out`` and write ``out/index.html``; returns the page. With ``sweep`` (a
+    ``sweep.json`` record), runs are grouped over their seeds first (``mtssl.report.sweep``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     assets = Assets(out)
     parts = [_header(runs)]
+    if sweep is not None:
+        parts.append(sweep_section(runs, sweep, assets))
     if len(runs) > 1:
         parts.append(comparison(runs, assets))
     parts.extend(run_section(run, assets) for run in runs)
@@ -128,6 +131,29 @@ def comparison(runs: list[Run], assets: Assets) -> str:
         path = figures.ablation_bars(dataset, probes.bar_rows(runs, dataset), out_path(assets, f"ablation-{dataset}"))
         if path:
             parts.append(img(path.name, f"probe accuracy on {dataset} per run and source"))
+    return "\n".join(parts)
+
+
+def sweep_section(runs: list[Run], record: dict[str, Any], assets: Assets) -> str:
+    """The sweep view: each run over its seeds (mean ± sd), margins, validation curves, lasso side by side."""
+    from mtssl.report import sweep
+
+    found = sweep.groups(runs, record)
+    names = probes.datasets(runs)
+    headers, rows = sweep.table_rows(found, names)
+    parts = ["<h2>Sweep: each run over its seeds</h2>", table(headers, [[e(c) for c in row] for row in rows])]
+    for dataset in names:
+        values = {g.name: g.values(dataset, "margin") for g in found}
+        path = figures.sweep_margins(dataset, values, out_path(assets, f"sweep-margins-{dataset}"))
+        if path:
+            parts.append(img(path.name, f"margin over random init on {dataset} per run"))
+    logs = {g.name: [r.records for r in g.runs] for g in found}
+    path = figures.validation_overlay(logs, out_path(assets, "sweep-validation"))
+    parts.append(img(path.name, "validation loss per task, every run") if path else missing("No validation curve."))
+    last = {g.name: (figures.lasso_records(g.runs[0].records) or [None])[-1] for g in found}
+    path = figures.lasso_grid(last, out_path(assets, "sweep-lasso"))
+    if path:
+        parts.append(img(path.name, "lasso weights of each run, side by side"))
     return "\n".join(parts)
 
 

@@ -175,13 +175,15 @@ def conclude(items: list, out: Path, json_out: bool, source: str) -> None:
 
 
 def write_sweep_report(items: list, out: Path) -> Path | None:
+    """``mtssl-report OUT``: the report of the sweep folder, grouped over seeds."""
     from mtssl.report.cli import load_runs
     from mtssl.report.page import write_report
+    from mtssl.report.sweep import read_record
 
     folders = [item.folder for item in items if (item.folder / "config.json").is_file()]
     if not folders:
         return None
-    return write_report(load_runs(folders), out / "report")
+    return write_report(load_runs(folders), out / "report", read_record(out))
 
 
 if __name__ == "__main__":
