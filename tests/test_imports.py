@@ -123,6 +123,14 @@ def test_the_consumer_never_imports_the_producer():
     assert forbidden_imports(sources_under("mtssl"), ("pipelines",)) == []
 
 
+def test_only_the_sweep_imports_ray_in_the_consumer():
+    """The trainer, model and evaluation run without Ray; ``mtssl-sweep`` schedules whole runs on it."""
+    sweep = str(Path("mtssl") / "sweep")
+    outside = {path: text for path, text in sources_under("mtssl").items() if not str(path).startswith(sweep)}
+    assert forbidden_imports(outside, ("ray",)) == []
+    assert forbidden_imports(sources_under("mtssl/sweep"), ("ray",)) != []  # the check reads the sweep's imports
+
+
 def test_the_contract_imports_neither_torch_nor_ray_nor_the_producer():
     assert forbidden_imports(sources_under("mtssl/contract"), ("torch", "ray", "pipelines")) == []
 
