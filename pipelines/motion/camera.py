@@ -27,6 +27,8 @@ def make_flow(cfg: MaskConfig) -> cv2.DISOpticalFlow:
     flow = cv2.DISOpticalFlow_create(PRESETS[cfg.preset])
     if cfg.refine_iters is not None:
         flow.setVariationalRefinementIterations(cfg.refine_iters)
+    if cfg.finest_scale is not None:
+        flow.setFinestScale(cfg.finest_scale)
     return flow
 
 

@@ -24,8 +24,8 @@ from rich.table import Table
 from mtssl.contract.frames import SequenceError, SequenceSource, load_ground_truth
 from pipelines.errors import Reject
 from pipelines.motion.camera import make_flow
+from pipelines.motion.clip import clip_mask_at
 from pipelines.motion.config import MaskConfig
-from pipelines.motion.masks import motion_mask_at
 from pipelines.motion.score import overall, score_sequence
 from pipelines.videos import OPEN_END, VideoSource, iter_frames, list_video_tree
 
@@ -59,8 +59,8 @@ def pictures_of(frames: list[np.ndarray], truth: list[np.ndarray], rows: list[di
     out = []
     for row in picks:
         t = row["frame"]
-        others = {d: frames[t + d] for d in cfg.offsets() if t + d in row["partners"]}
-        out.append((frames[t], truth[t], motion_mask_at(frames[t], others, cfg, flow).mask, row["iou"]))
+        mask = clip_mask_at(t, lambda i: frames[i] if 0 <= i < len(frames) else None, cfg, flow).mask
+        out.append((frames[t], truth[t], mask, row["iou"]))
     return out
 
 

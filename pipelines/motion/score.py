@@ -28,11 +28,11 @@ import cv2
 import numpy as np
 
 from mtssl.contract.frames import iou
-from pipelines.motion.camera import make_flow
 from pipelines.motion.camera import to_gray as _gray
+from pipelines.motion.clip import ClipMasks, FrameMask, frame_mask
 from pipelines.motion.config import MaskConfig
-from pipelines.motion.masks import mask_from_flows, naive_from_flow, translation_from_flow
-from pipelines.motion.pairing import filter_reason, pairing_reason, partner_flows, partner_offsets
+from pipelines.motion.masks import MaskResult, naive_from_flow, translation_from_flow
+from pipelines.motion.pairing import filter_reason, pairing_reason, partner_offsets
 
 METHODS = ("", "naive_", "translation_")  # key prefixes: the method, the flow baseline, the pan baseline
 SUMMARY_KEYS = (
@@ -59,14 +59,20 @@ def partners(t: int, frames: Sequence[np.ndarray], cfg: MaskConfig) -> dict[int,
 def score_frame(
     frame: np.ndarray, others: dict[int, np.ndarray], gt: np.ndarray, cfg: MaskConfig, flow: cv2.DISOpticalFlow
 ) -> dict[str, Any]:
-    """Scores of the method and of the two baselines for one frame and its partners (flows computed once)."""
+    """Scores of the method (its per-frame mask: no clip vote) and of the two baselines for one frame and its
+    partners (flows computed once)."""
+    own = frame_mask(frame, others, cfg, flow)
+    return score_masks(frame, own, own.result, gt, cfg)
+
+
+def score_masks(frame: np.ndarray, own: FrameMask, result: MaskResult, gt: np.ndarray, cfg: MaskConfig) -> dict:
+    """Scores of ``result`` (the method's mask of ``frame``) and of the two baselines, which read the first
+    partner flow of ``own`` (the frame's per-frame mask and flows)."""
     g0 = _gray(frame)
-    flows, backward = partner_flows(frame, others, cfg, flow)
-    result = mask_from_flows(flows, frame, cfg, backward)
-    first = flows[next(iter(flows))]
+    first = own.flows[next(iter(own.flows))] if own.flows else np.zeros((*g0.shape[:2], 2), np.float32)
     recall, precision = recall_precision(result.mask, gt)
     gt_share = float(np.count_nonzero(gt) / np.asarray(gt).size)
-    reason = pairing_reason(list(others), cfg) or filter_reason(result.stats, cfg)
+    reason = pairing_reason(list(own.flows), cfg) or filter_reason(result.stats, cfg)
     return {
         "iou": iou(result.mask, gt),
         "recall": recall,
@@ -89,18 +95,18 @@ def score_sequence(
 ) -> dict[str, Any]:
     """Per-frame rows (frame, partners, iou, recall, precision, baselines, gt_share, gt_empty, kept, reason,
     stats) and the sequence's aggregates. ``frames`` are RGB uint8 at the working resolution, ``gt_masks``
-    the same size (nonzero = moving)."""
+    the same size (nonzero = moving). Masks as the build makes them (:class:`~pipelines.motion.clip.ClipMasks`:
+    with ``clip_radius``, the vote of the frames around each), each frame's per-frame mask computed once."""
     if len(frames) != len(gt_masks):
         raise ValueError(f"{len(frames)} frames but {len(gt_masks)} masks")
-    dis = flow if flow is not None else make_flow(cfg)
+    clip = ClipMasks(cfg, lambda i: frames[i] if 0 <= i < len(frames) else None, flow)
     rows = []
     for t in range(len(frames)):
         found = partners(t, frames, cfg)
         if found:
-            others = {d: frames[i] for d, i in found.items()}
-            rows.append(
-                {"frame": t, "partners": list(found.values()), **score_frame(frames[t], others, gt_masks[t], cfg, dis)}
-            )
+            result = clip.mask_at(t)
+            row = score_masks(frames[t], clip.per_frame(t), result, gt_masks[t], cfg)
+            rows.append({"frame": t, "partners": list(found.values()), **row})
     return {"frames": rows, **aggregate_rows(rows)}
 
 

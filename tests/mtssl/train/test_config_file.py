@@ -119,3 +119,23 @@ def test_curves_png_draws_the_validation_lines(tmp_path):
     )
     assert without.read_bytes() != with_val.read_bytes()
     assert plot_curves(train, folders[1] / "curves.png").read_bytes() == without.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "words, expected",
+    [
+        ("mtssl-train --preset ", ["paper", "cpu"]),
+        ("mtssl-train --tasks relpos,co", ["relpos,color"]),
+        ("mtssl-train --depth 1", ["18", "101"]),
+        ("mtssl-train --task-opt motion.cr", ["motion.crop="]),
+        ("mtssl-train --task-batch ex", ["exemplar="]),
+    ],
+)
+def test_the_shell_completes_choices_task_names_and_task_options(words, expected):
+    env = {
+        "_MTSSL_TRAIN_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+    }
+    result = CliRunner().invoke(app, [], prog_name="mtssl-train", env=env)
+    assert result.stdout.split() == expected
