@@ -37,13 +37,16 @@ def spec_path(spec: Path | None, ablation: bool) -> Path:
 
 
 def probe_options(items: list[str]) -> dict[str, dict]:
-    """``--probe NAME=DIR`` -> ``{NAME: {images: DIR, split: 0.5}}``."""
-    out = {}
+    """``--probe NAME=DIR`` -> ``{NAME: {images: DIR, split: 0.5}}``; ``NAME=TRAIN,VAL`` -> ``{train:, val:}``."""
+    out: dict[str, dict] = {}
     for text in items:
-        name, sep, folder = text.partition("=")
-        if not sep or not name or not folder:
-            raise fail(f"--probe takes NAME=DIR (a labelled folder split in halves), got {text!r}")
-        out[name.strip()] = {"images": folder.strip(), "split": 0.5}
+        name, sep, folders = text.partition("=")
+        parts = [p.strip() for p in folders.split(",")]
+        if not sep or not name.strip() or len(parts) > 2 or not all(parts):
+            raise fail(f"--probe takes NAME=DIR or NAME=TRAIN_DIR,VAL_DIR, got {text!r}")
+        out[name.strip()] = (
+            {"images": parts[0], "split": 0.5} if len(parts) == 1 else dict(zip(("train", "val"), parts))
+        )
     return out
 
 
@@ -67,7 +70,8 @@ def main(
     probe: Annotated[
         list[str] | None,
         typer.Option(
-            help="Add a probe set NAME=DIR (a labelled folder, split in halves); repeatable.", metavar="NAME=DIR"
+            help="Add a probe set: NAME=DIR (a labelled folder, split in halves) or NAME=TRAIN,VAL; repeatable.",
+            metavar="NAME=DIR",
         ),
     ] = None,
     parallel: Annotated[

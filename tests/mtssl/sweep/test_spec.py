@@ -125,3 +125,17 @@ def test_the_shipped_ablation_grid_has_the_papers_rows(tmp_path: Path):
     assert runs["all-lasso-d50"].options["depth"] == 50
     assert runs["all-six"].needs == ("rotation", "jigsaw")
     assert spec.common == {"preset": "cpu"} and spec.seeds == (0, 1)
+
+
+def test_probe_sets_from_the_command_line():
+    from mtssl.sweep.cli import probe_options
+
+    assert probe_options(["f5=/data/f5", "photos=/p/train,/p/val"]) == {
+        "f5": {"images": "/data/f5", "split": 0.5},
+        "photos": {"train": "/p/train", "val": "/p/val"},
+    }
+    import typer
+
+    for bad in ("f5", "=/x", "a=b,c,d", "a=b,"):
+        with pytest.raises(typer.Exit):
+            probe_options([bad])
