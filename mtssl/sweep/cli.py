@@ -45,7 +45,7 @@ def probe_options(items: list[str]) -> dict[str, dict]:
         if not sep or not name.strip() or len(parts) > 2 or not all(parts):
             raise fail(f"--probe takes NAME=DIR or NAME=TRAIN_DIR,VAL_DIR, got {text!r}")
         out[name.strip()] = (
-            {"images": parts[0], "split": 0.5} if len(parts) == 1 else dict(zip(("train", "val"), parts))
+            {"images": parts[0], "split": 0.5} if len(parts) == 1 else {"train": parts[0], "val": parts[1]}
         )
     return out
 
