@@ -117,7 +117,9 @@ def conflicts(item: Item) -> list[str]:
     return [
         f"{f.name} {getattr(saved, f.name)!r} (spec: {getattr(item.cfg, f.name)!r})"
         for f in fields(TrainConfig)
-        if f.name not in NOT_COMPARED and getattr(saved, f.name) != getattr(item.cfg, f.name)
+        if f.name not in NOT_COMPARED
+        and getattr(item.cfg, f.name) is not None  # None: "found" or "automatic", resolved by the run itself
+        and getattr(saved, f.name) != getattr(item.cfg, f.name)
     ]
 
 
@@ -137,6 +139,6 @@ def write_configs(items: list[Item]) -> None:
     for item in items:
         item.config_file.parent.mkdir(parents=True, exist_ok=True)
         item.log_file.parent.mkdir(parents=True, exist_ok=True)
-        text = f"# mtssl-sweep: {item.name}, resolved from the spec\n" + config_text(item.cfg)
+        text = f"# mtssl-sweep: {item.name}, resolved from the spec\n" + config_text(item.cfg, drop_none=True)
         if not item.config_file.is_file() or item.config_file.read_text() != text:
             item.config_file.write_text(text)

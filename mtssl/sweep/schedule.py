@@ -90,7 +90,7 @@ def share_of(ray: Any, parallel: int | None, resources: dict[str, float]) -> Sha
     cpus_total, gpus_total = float(total.get("CPU", 1)), float(total.get("GPU", 0))
     if parallel is None:
         parallel = max(1, int(gpus_total)) if gpus_total else 1
-    gpus = resources.get("gpus", 1.0 if gpus_total >= parallel else 0.0)
+    gpus = resources.get("gpus", min(1.0, gpus_total / parallel) if gpus_total else 0.0)  # Ray shares fractions
     cpus = resources.get("cpus", max(1.0, float(int(cpus_total // parallel))))
     return Share(cpus=cpus, gpus=gpus, parallel=parallel)
 

@@ -93,9 +93,13 @@ def coerce(where: str, key: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def config_text(cfg: TrainConfig) -> str:
-    """The resolved config as YAML, itself a valid ``--config`` file."""
+def config_text(cfg: TrainConfig, drop_none: bool = False) -> str:
+    """The resolved config as YAML, itself a valid ``--config`` file; ``drop_none`` leaves out the options
+    whose None means "found" or "automatic" (the tasks found, the optimizer's own epsilon), so that a
+    ``--resume`` with the file does not pin them against what the run resolved."""
     plain = {f.name: plain_value(getattr(cfg, f.name)) for f in fields(cfg)}
+    if drop_none:
+        plain = {k: v for k, v in plain.items() if v is not None}
     return yaml.safe_dump(plain, sort_keys=False, default_flow_style=None, width=100)
 
 

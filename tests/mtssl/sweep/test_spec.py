@@ -139,3 +139,17 @@ def test_probe_sets_from_the_command_line():
     for bad in ("f5", "=/x", "a=b,c,d", "a=b,"):
         with pytest.raises(typer.Exit):
             probe_options([bad])
+
+
+def test_a_run_without_tasks_is_not_pinned_to_the_sets_it_found(spec_file: Path, tmp_path: Path):
+    data = yaml.safe_load(spec_file.read_text())
+    data["runs"] = {"every-set": {}}
+    items, _ = plan(parse_spec(data, spec_file.parent), tmp_path / "out")
+    item = items[0]
+    assert item.cfg.tasks is None
+    write_configs(items)
+    assert "tasks" not in read_config_file(item.config_file)  # a --resume with it keeps the run's tasks
+    item.folder.mkdir(parents=True)
+    found = replace(item.cfg, tasks=("relpos", "color"))  # what mtssl-train saves: the sets it found
+    (item.folder / "config.json").write_text(found.to_json())
+    check_folders(items)
