@@ -183,7 +183,7 @@ def config_help(recipe: Recipe) -> str:
             break
     else:
         first = dataclasses.fields(base)[0].name
-        examples.append(f"{first}: {getattr(base, first)}")
+        examples.append(f"{RENAMED.get((type(base), first), first)}: {getattr(base, first)}")
     return (
         f"YAML file of this command's options by their snake_case names ({', '.join(examples)}); the command "
         "line wins over it."
