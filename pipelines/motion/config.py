@@ -25,7 +25,7 @@ class MaskConfig:
     refine_iters: int | None = 2  # DIS variational refinement iterations. The flow preset's own 5 give the
     #   same J (mean IoU) on ten DAVIS-2016 train sequences, 25% slower; 0 gives J 0.55 instead of 0.57
     finest_scale: int | None = None  # finest level of the flow's image pyramid: 0 computes the flow at the
-    #   full working resolution, 1 at half of it (None: the preset's own, 1 for medium). 0 on the 30 DAVIS-2016
+    #   full working resolution, 1 at half of it (default: the flow preset's own, 1 for medium). 0 on the 30 DAVIS-2016
     #   train sequences: J (mean IoU) 0.605 -> 0.630, each flow 3.8 times as slow
     gaps: tuple[int, ...] = (1, 2)  # partner frames of each masked frame, as frame offsets (at 25-30 frames
     #   a second). 1,2: J (mean IoU) 0.57 on ten DAVIS-2016 train sequences; 1 alone: 0.52; 1,3: 0.54
