@@ -14,8 +14,9 @@ Cross-validation: the sequences are dealt into ``--folds`` folds (shuffled with 
 the setting with the best J over the other folds' sequences is chosen and scored on the fold's. The
 cross-validated J is the mean over all sequences of their held-out J (each scored by a setting chosen
 without it). Three grids are cross-validated: ``default`` (the settings a build runs at >= 15 considered
-frames/s per core: half-resolution flow, GrabCut at 1/3 or 1/2, no vote), ``per frame`` (no vote) and ``all``. A sequence whose ground truth is empty on
-every frame is left out, as ``score-motion`` leaves it out of J.
+frames/s per core: half-resolution flow, GrabCut at 1/3 or 1/2, no vote), ``per frame`` (no vote) and
+``all``. A sequence whose ground truth is empty on every frame is left out, as ``score-motion`` leaves it
+out of J.
 
 Per-sequence results go to ``--cache`` as they are computed; a rerun computes only what is missing, so the
 grid can be run a base at a time (``--only``) within a time limit. ``--json`` writes the tables' figures.
@@ -50,12 +51,9 @@ DATA = (SHARED / "davis-train", SHARED / "davis-train-more")
 
 BASE = QUALITY["default"]
 BASES: dict[str, dict[str, Any]] = {  # per-frame settings: label -> MaskConfig fields
-    "flow 1/2, GrabCut 1/3": {},
-    "flow 1/2, GrabCut 1/2": {"grabcut_scale": 2},
-    "flow 1/2, GrabCut 1/1": {"grabcut_scale": 1},
-    "flow 1/1, GrabCut 1/3": {"finest_scale": 0},
-    "flow 1/1, GrabCut 1/2": {"finest_scale": 0, "grabcut_scale": 2},
-    "flow 1/1, GrabCut 1/1": {"finest_scale": 0, "grabcut_scale": 1},
+    f"flow 1/{2**finest}, GrabCut 1/{scale}": {"finest_scale": None if finest else 0, "grabcut_scale": scale}
+    for finest in (1, 0)
+    for scale in (3, 2, 1)
 }
 VOTES: dict[str, dict[str, Any]] = {  # the clip's vote: label -> MaskConfig fields
     "no vote": {"clip_radius": 0},
