@@ -20,8 +20,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be."""
 
 
+_TERMINATED = threading.Event()  # SIGTERM came in the last sigterm_as_interrupt block (see signal_name)
+
+
 def signal_name(exc: KeyboardInterrupt) -> str:
-    return "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    """Which signal ``exc`` stands for. Ray's blocking calls (``ray.wait``, ``ray.get``) turn any
+    KeyboardInterrupt raised in them into a plain one, so the handler's record counts too."""
+    return "SIGTERM" if isinstance(exc, Terminated) or _TERMINATED.is_set() else "SIGINT"
 
 
 def exit_code(exc: KeyboardInterrupt) -> int:
@@ -36,8 +41,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        _TERMINATED.set()
         raise Terminated()
 
+    _TERMINATED.clear()
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield

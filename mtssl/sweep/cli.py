@@ -83,6 +83,7 @@ def main(
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison table as JSON on stdout.")] = False,
 ) -> None:
     """Train, probe and compare every run of a sweep spec, on Ray; rerun to resume."""
+    from mtssl.contract.interrupts import exit_code, signal_name, sigterm_as_interrupt
     from mtssl.contract.locks import LockHeld, hold
     from mtssl.sweep.spec import SpecError
 
@@ -91,17 +92,16 @@ def main(
         if dry_run:
             show_plan(items)
             return
-        with hold(out, "sweep"):
+        with hold(out, "sweep"), sigterm_as_interrupt():
             failed = execute(items, out, parallel, ray_address, sweep.resources)
     except (SpecError, ValueError) as exc:
         raise fail(str(exc)) from None
     except LockHeld as exc:
         raise fail(str(exc), 1) from None
-    except KeyboardInterrupt:
-        typer.echo(
-            f"interrupted: finished runs and probes in {out} are kept; rerun the same command to go on", err=True
-        )
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the running runs stop as on Ctrl-C, keeping checkpoints
+        kept = f"interrupted ({signal_name(exc)}): finished runs and probes in {out} are kept"
+        typer.echo(f"{kept}; rerun the same command to go on", err=True)
+        raise typer.Exit(exit_code(exc)) from None
     conclude(items, out, json_out, sweep.source)
     if failed:
         raise typer.Exit(1)

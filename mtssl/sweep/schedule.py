@@ -112,16 +112,26 @@ def run_on_ray(
             results[item.name] = finished(ray, done[0], item)
             update_record(out, record, item, results[item.name])
             say(line_for(item, results[item.name], time.perf_counter() - tic))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (mtssl.contract.interrupts.Terminated): kept as raised
+        stop_running(ray, running)
+        raise exc from None
+    return results
+
+
+def stop_running(ray: Any, running: dict[Any, Any], wait_s: float = 150.0) -> None:
+    """End the running tasks' workers; each run's process gets SIGTERM as its worker dies (see
+    ``mtssl.sweep.execute``) and stops as on Ctrl-C, keeping its checkpoints. A worker blocked waiting
+    for its child does not always see a plain cancel's KeyboardInterrupt, so the cancel is forced."""
+    try:
         for ref in running:
-            ray.cancel(ref)  # a KeyboardInterrupt in the task: its run stops as on Ctrl-C, keeping checkpoints
-        deadline = time.time() + 150
+            ray.cancel(ref, force=True)
+        deadline = time.time() + wait_s
         while running and time.time() < deadline:
             done, _ = ray.wait(list(running), num_returns=1, timeout=max(deadline - time.time(), 0.1))
             for ref in done:
                 running.pop(ref)
-        raise
-    return results
+    except KeyboardInterrupt:
+        pass
 
 
 def finished(ray: Any, ref: Any, item: Item) -> dict[str, Any]:

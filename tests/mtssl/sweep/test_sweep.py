@@ -149,3 +149,30 @@ def lock_held(run: Path) -> bool:
             return False
     except LockHeld:
         return True
+
+
+def test_sigterm_to_the_sweep_is_one_line_and_the_running_run_keeps_its_checkpoints(shard_root: Path, tmp_path: Path):
+    runs = {"long": {"tasks": "relpos", "steps": 60, "save_every": 5}}
+    spec, out = write_spec(tmp_path, shard_root, runs), tmp_path / "sweep"
+    env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "mtssl.sweep.cli", str(spec), "--out", str(out)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run = out / "runs" / "long-s0"
+    deadline = time.time() + 240
+    while not list(run.glob("ckpt-*.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    trainer = json.loads((run / ".mtssl.lock").read_text())["pid"]
+    os.kill(trainer, signal.SIGSTOP)  # mid-run, however fast the tiny run steps
+    driver.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    os.kill(trainer, signal.SIGCONT)
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 143, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert lines == [
+        f"interrupted (SIGTERM): finished runs and probes in {out} are kept; rerun the same command to go on"
+    ]
+    deadline = time.time() + 120  # the run's process ends on the SIGTERM its worker's end sent it
+    while time.time() < deadline and lock_held(run):
+        time.sleep(0.2)
+    assert not lock_held(run) and not ended(run / "log.jsonl", 60) and list(run.glob("ckpt-*.pt"))
