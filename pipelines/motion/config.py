@@ -26,7 +26,7 @@ class MaskConfig:
     #   same J (mean IoU) on ten DAVIS-2016 train sequences, 25% slower; 0 gives J 0.55 instead of 0.57
     finest_scale: int | None = None  # finest level of the flow's image pyramid: 0 computes the flow at the
     #   full working resolution, 1 at half of it (default: the flow preset's own, 1 for medium). 0 on the 30 DAVIS-2016
-    #   train sequences: J (mean IoU) 0.605 -> 0.630, each flow 3.8 times as slow
+    #   train sequences: J (mean IoU) 0.614 -> 0.641 (edges in the right place), each flow 3.8 times as slow
     gaps: tuple[int, ...] = (1, 2)  # partner frames of each masked frame, as frame offsets (at 25-30 frames
     #   a second). 1,2: J (mean IoU) 0.57 on ten DAVIS-2016 train sequences; 1 alone: 0.52; 1,3: 0.54
     bidirectional: bool = True  # partners before the frame too, not only after it. After it only: J (mean
@@ -71,8 +71,8 @@ class MaskConfig:
     #   dropped (with --mask-fb-check)
     grabcut: bool = True  # refine the mask with GrabCut on the frame's colours: J (mean IoU) 0.53 -> 0.57
     #   on ten DAVIS-2016 train sequences
-    grabcut_scale: int = 3  # run GrabCut at 1/N of the working resolution; 2: the same J (mean IoU)
-    #   on ten DAVIS-2016 train sequences, slower
+    grabcut_scale: int = 2  # run GrabCut at 1/N of the working resolution. On the 30 DAVIS-2016 train
+    #   sequences: 3 gives J (mean IoU) 0.605, 2 gives 0.614 (3% slower), 1 gives 0.622
     grabcut_iters: int = 1  # GrabCut iterations; 2 and 4: the same J (mean IoU) on ten DAVIS-2016 train
     #   sequences, slower
     grabcut_core_px: int = 15  # GrabCut must keep the mask shrunk by this many px as foreground; without
@@ -82,10 +82,12 @@ class MaskConfig:
     grabcut_agree: float = 0.7  # keep the motion mask where GrabCut's overlaps it less than this (IoU):
     #   colours that do not tell object from background (random textures) otherwise cost 0.3 IoU
     clip_radius: int = 0  # frames on each side of a frame whose own masks vote on its mask, carried into it
-    #   along the flow (0: no vote). 4 on the 30 DAVIS-2016 train sequences: J (mean IoU) 0.605 -> 0.628;
-    #   the build computes the mask of every frame within reach, about 5 times the work at stride 5
-    clip_vote: float = 0.5  # a pixel is foreground when more than this share of the voting frames that see it
-    #   call it foreground (with --mask-clip-radius)
+    #   along the flow (0: no vote). 4 on the 30 DAVIS-2016 train sequences: J (mean IoU) 0.614 -> 0.636,
+    #   with full-resolution flow and GrabCut 0.651 -> 0.661; the build masks every frame near a considered
+    #   frame, 5 times the work at stride 5
+    clip_vote: float = 0.5  # with --mask-clip-radius, a pixel is foreground when more than this share of the
+    #   frames that see it call it foreground. 0.4 instead of 0.5 on the 30 DAVIS-2016 train sequences: J
+    #   (mean IoU) 0.659 -> 0.661, precision on kept frames 0.78 -> 0.76
     min_fg: float = 0.03  # drop frames whose mask covers less than this share of the frame (0.03: 3%).
     #   Pathak et al.'s 0.10 keeps 24% of the frames of ten DAVIS-2016 train sequences, whose objects cover
     #   2-12% of the frame; 0.03 keeps 77%
@@ -124,6 +126,10 @@ QUALITY = {
     "default": MaskConfig(),
     # the method as it was before it met real video: one forward pair 3 frames on, no appearance step
     "fast": MaskConfig(gaps=(3,), bidirectional=False, grabcut=False, min_speed=0.4),
+    # flow and GrabCut at the full working resolution: edges in the right place (benchmarks/motion_cv.py)
+    "fine": MaskConfig(finest_scale=0, grabcut_scale=1),
+    # "fine", and the masks of the 4 frames on each side of a frame vote on its mask (pipelines.motion.clip)
+    "clip": MaskConfig(finest_scale=0, grabcut_scale=1, clip_radius=4, clip_vote=0.4),
 }
 
 

@@ -20,13 +20,17 @@ pixels:
    guided filter (He, Sun & Tang 2010).
 6. Appearance: one GrabCut pass (Rother et al. 2004) on the frame's colours, the mask's eroded core fixed
    as foreground, a band around the mask left open, the rest fixed as background.
+7. Across the clip (``clip_radius`` > 0; :mod:`pipelines.motion.clip`): the per-frame masks of the frames
+   around t, carried into t along the flow, vote on t's mask.
 
 Frames arrive already resized to the working resolution (typically 256 px on the shorter side); the
 pixel-valued defaults assume it. Defaults marked "tuned" were first tuned on the synthetic benchmark
 (``benchmarks/bench_motion_masks.py``); those marked "DAVIS" were measured on the ten real DAVIS-2016
 train sequences of ``../shared/data/davis-train`` (``mtssl-data score-motion``; J over all frames, mean
-over sequences; docs/benchmarks.md has the ablation). :data:`QUALITY` names the default and a fast
-setting (one forward pair, no GrabCut: about 4x the speed, less than half the J on real video).
+over sequences; docs/benchmarks.md has the ablation). :data:`QUALITY` names the default, a fast
+setting (one forward pair, no GrabCut: about 4x the speed, less than half the J on real video), ``fine``
+(flow and GrabCut at full resolution) and ``clip`` (``fine`` with step 7); docs/motion-masks.md has their
+J, cross-validated over the 30 DAVIS-2016 train sequences, and their cost.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_quality_completes_its_values_and_the_completion_script_prints():
         "COMP_CWORD": "4",
     }
     result = runner.invoke(app, [], prog_name="mtssl-data", env=env)
-    assert result.stdout.split() == ["default", "fast"]
+    assert result.stdout.split() == ["default", "fast", "fine", "clip"]
     env |= {"COMP_WORDS": "mtssl-data build motion --mask-preset f", "COMP_CWORD": "4"}
     assert runner.invoke(app, [], prog_name="mtssl-data", env=env).stdout.split() == ["fast"]
     script = runner.invoke(app, ["--show-completion", "bash"], prog_name="mtssl-data")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import cv2
@@ -231,12 +232,16 @@ def test_grabcut_snaps_a_loose_motion_mask_to_the_object():
     scene = frame.copy()
     scene[truth > 0] = (230, 40, 40)
     loose = cv2.dilate(truth, np.ones((9, 9), np.uint8))  # flow masks bleed over the object's edges
-    refined = grabcut_refine(loose, scene, CFG)
-    assert iou(loose, truth) < 0.86 and iou(refined, truth) > 0.95
-    assert np.array_equal(grabcut_refine(loose, scene, CFG), refined)  # deterministic
     short = truth.copy()
     short[:90], short[:, 225:] = 0, 0  # and miss parts of it: GrabCut claims them within its band
-    assert iou(short, truth) < 0.89 and iou(grabcut_refine(short, scene, CFG), truth) > 0.92
+    assert iou(loose, truth) < 0.86 and iou(short, truth) < 0.89
+    # at 1/2 resolution (the default) the cut keeps a ring about 1 px wide around this clean edge: 0.94
+    for scale, tight in ((1, 0.99), (2, 0.93), (3, 0.95)):
+        cfg = dataclasses.replace(CFG, grabcut_scale=scale)
+        refined = grabcut_refine(loose, scene, cfg)
+        assert iou(refined, truth) > tight, scale
+        assert np.array_equal(grabcut_refine(loose, scene, cfg), refined)  # deterministic
+        assert iou(grabcut_refine(short, scene, cfg), truth) > 0.92, scale
     speck = np.zeros_like(truth)
     speck[10:14, 10:14] = 255  # too small for a core: left alone
     assert np.array_equal(grabcut_refine(speck, scene, CFG), speck)
