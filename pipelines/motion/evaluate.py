@@ -109,8 +109,11 @@ def score_tree(
     return out if pictures is None else {**out, "pictures": pictures}
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, share: bool = False) -> str:
+    """J, recall and precision as fractions (the field's convention); a share of frames in percent."""
+    if value is None:
+        return "-"
+    return f"{100 * value:.0f}%" if share else f"{value:.3f}"
 
 
 COLUMNS = (  # header, key
@@ -139,7 +142,8 @@ def print_scores(results: dict[str, Any], console: Console) -> None:
         table.add_column(header, justify="right", no_wrap=True)
 
     def add(name: str, row: dict[str, Any], style: str | None = None) -> None:
-        table.add_row(name, str(row["scored"]), *(_fmt(row[key]) for _, key in COLUMNS), style=style)
+        cells = (_fmt(row[key], share=key == "kept_share") for _, key in COLUMNS)
+        table.add_row(name, str(row["scored"]), *cells, style=style)
 
     overall = results["overall"]
     for name, row in sorted(results["sequences"].items()):
@@ -149,8 +153,8 @@ def print_scores(results: dict[str, Any], console: Console) -> None:
     console.print(table)
     console.print(
         "n: frames scored (ground truth not empty); J: mean IoU over them; flow / pan: baselines with no "
-        "camera model (flow magnitude; flow minus its median), Otsu's threshold; kept: share of frames the "
-        "filter keeps, J kept, recall and precision over those; overall: mean of the sequences"
+        "camera model (flow magnitude; flow minus its median), Otsu's threshold; kept: percentage of frames "
+        "the filter keeps, J kept, recall and precision over those; overall: mean of the sequences"
     )
     if overall["empty_gt_frames"]:
         share = overall.get("empty_gt_fg_share")
