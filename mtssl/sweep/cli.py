@@ -80,6 +80,14 @@ def main(
     ] = None,
     ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster (default: local Ray).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run, and exit.")] = False,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only",
+            help="Write the comparison (table.md, report/, --json) from the runs finished so far, and exit; "
+            "safe while the sweep runs.",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison table as JSON on stdout.")] = False,
 ) -> None:
     """Train, probe and compare every run of a sweep spec, on Ray; rerun to resume."""
@@ -91,6 +99,9 @@ def main(
         items, sweep = prepare(spec_path(spec, ablation), out, shards, probe_options(probe or []))
         if dry_run:
             show_plan(items)
+            return
+        if report_only:
+            conclude(items, out, json_out, sweep.source)
             return
         with hold(out, "sweep"), sigterm_as_interrupt():
             failed = execute(items, out, parallel, ray_address, sweep.resources)

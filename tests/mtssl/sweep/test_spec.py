@@ -153,3 +153,17 @@ def test_a_run_without_tasks_is_not_pinned_to_the_sets_it_found(spec_file: Path,
     found = replace(item.cfg, tasks=("relpos", "color"))  # what mtssl-train saves: the sets it found
     (item.folder / "config.json").write_text(found.to_json())
     check_folders(items)
+
+
+def test_report_only_writes_the_comparison_of_what_is_finished_without_running(spec_file: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from mtssl.sweep.cli import app
+
+    (tmp_path / "shards").mkdir()  # no set yet: nothing is trained, the table says so
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(spec_file), "--out", str(out), "--report-only", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [r["run"] for r in rows] == ["relpos-alone", "all-lasso", "all-naive"] and all(not r["done"] for r in rows)
+    assert (out / "table.md").is_file() and not (out / "runs").exists() and not (out / "sweep.json").exists()
