@@ -9,20 +9,16 @@ over seeds (None with one seed).
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 from mtssl.report.probes import best
+from mtssl.report.sweep import stats  # the report's mean and sample sd over seeds: one definition
 from mtssl.sweep.plan import Item
 
 
-def spread(values: list[float]) -> float | None:
-    return statistics.stdev(values) if len(values) > 1 else None
-
-
 def mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
+    return stats(values)[0]
 
 
 def rows(items: list[Item], record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -50,13 +46,9 @@ def rows(items: list[Item], record: dict[str, Any]) -> list[dict[str, Any]]:
                     acc, _, gap = best(json.loads(path.read_text()))
                     accs += [acc] if acc is not None else []
                     margins += [gap] if gap is not None else []
-            row["probes"][probe] = {
-                "acc": mean(accs),
-                "acc_spread": spread(accs),
-                "margin": mean(margins),
-                "margin_spread": spread(margins),
-                "n": len(margins),
-            }
+            (acc, acc_spread), (gap, gap_spread) = stats(accs), stats(margins)
+            row["probes"][probe] = {"acc": acc, "acc_spread": acc_spread, "margin": gap, "margin_spread": gap_spread}
+            row["probes"][probe]["n"] = len(margins)
         out.append(row)
     return out
 
