@@ -33,15 +33,26 @@ def sample_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_session():
-    """One local Ray with 2 worker CPUs, shared by every test that needs it (start-up costs seconds)."""
+    """One local Ray with 2 worker CPUs in this process, shared by the tests of one module and shut down after
+    it (start-up costs seconds). Not one for the whole run: a Ray left idle here for minutes while other
+    tests start, kill and stop their own clusters has aborted this process (a Ray check failure in its
+    lease code, three times in a row on a busy machine), which ends the whole run with no report."""
     ray = pytest.importorskip("ray")
     from pipelines.runner import init_ray
 
     init_ray(workers=2, address=None)
     yield ray
     ray.shutdown()
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test will Ctrl-C: a shell's background job starts with SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler, so restore the default first."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

@@ -310,6 +310,7 @@ def test_a_signal_ends_a_build_in_one_line_and_the_same_command_resumes(tmp_path
     import time
 
     from pipelines.motion.synthetic import write_synthetic_videos
+    from tests.conftest import default_sigint
 
     write_synthetic_videos(tmp_path, seed=0)  # 8 videos: a motion build of a few seconds per worker
     out = tmp_path / "out"
@@ -317,8 +318,9 @@ def test_a_signal_ends_a_build_in_one_line_and_the_same_command_resumes(tmp_path
     args += ["--workers", workers, "--samples-per-shard", "5"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     build = subprocess.Popen(
-        [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while not list(out.glob("motion-*.tar")):
         assert build.poll() is None and time.monotonic() < deadline, "the build ended before a shard was done"

@@ -22,6 +22,7 @@ from mtssl.train.cli import app
 from mtssl.train.config import ConfigError
 from mtssl.train.logging import LOG_FILE, read_log
 from mtssl.train.loop import train
+from tests.conftest import default_sigint
 from tests.mtssl.shardkit import flip_middle_bytes
 
 TINY = ["--depth", "18", "--width", "8", "--batch-size", "4", "--workers", "0", "--shuffle-buffer", "16"]
@@ -247,8 +248,9 @@ def start_cli(shard_root: Path, out: Path, steps: int, save_every: int) -> subpr
     code = "import sys; from mtssl.train.cli import app; sys.exit(app())"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-c", code, *args, *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+        [sys.executable, "-c", code, *args, *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint,
+    )  # fmt: skip
 
 
 def wait_for(condition, timeout: float = 90.0) -> None:
