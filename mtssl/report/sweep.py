@@ -17,7 +17,7 @@ from typing import Any
 
 from mtssl.eval.percent import percent_spread
 from mtssl.report import probes
-from mtssl.report.runs import Run
+from mtssl.report.runs import LOG_FILE, Run, read_records
 
 SEEDED = re.compile(r"^(?P<run>.+)-s(?P<seed>\d+)$")
 RECORD_FILE = "sweep.json"
@@ -49,6 +49,18 @@ def stats(values: list[float]) -> tuple[float | None, float | None]:
     """(mean, sample standard deviation); the deviation is None below two values."""
     mean = statistics.fmean(values) if values else None
     return mean, statistics.stdev(values) if len(values) > 1 else None
+
+
+def train_seconds(entry: dict[str, Any]) -> float | None:
+    """An item's training wall time: the sweep's record, else the run's own end record (``wall_s``, the
+    last attempt's time) when the driver stopped between the end of training and its record."""
+    if entry.get("train_s"):
+        return float(entry["train_s"])
+    log = Path(entry.get("folder") or "") / LOG_FILE
+    if not entry.get("folder") or not log.is_file():
+        return None
+    ends = [r["wall_s"] for r in read_records(log) if r.get("event") == "end" and r.get("wall_s")]
+    return float(ends[-1]) if ends else None
 
 
 def read_record(folder: Path) -> dict[str, Any]:
@@ -83,8 +95,8 @@ def groups(runs: list[Run], record: dict[str, Any]) -> list[Group]:
         group.runs.append(run)
         group.seeds.append(seed)
         entry = items.get(folder, {})
-        if entry.get("train_s"):
-            group.train_s.append(float(entry["train_s"]))
+        if (seconds := train_seconds(entry)) is not None:
+            group.train_s.append(seconds)
         if entry.get("status") == "failed":
             group.failed.append(f"s{seed}: {entry.get('error', '')}")
     return list(by_name.values())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtssl.report.probes import best
-from mtssl.report.sweep import stats  # the report's mean and sample sd over seeds: one definition
+from mtssl.report.sweep import stats, train_seconds  # the report's definitions: one for the table and the page
 from mtssl.sweep.plan import Item
 
 
@@ -35,7 +35,7 @@ def rows(items: list[Item], record: dict[str, Any]) -> list[dict[str, Any]]:
             "seeds": [i.seed for i in group],
             "done": [i.seed for i in group if i.done],
             "failed": [i.seed for i, e in zip(group, entries, strict=True) if e.get("status") == "failed"],
-            "train_s": mean([e["train_s"] for e in entries if e.get("train_s")]),
+            "train_s": mean([s for e in entries if (s := train_seconds(e)) is not None]),
             "probes": {},
         }
         for probe in group[0].probes:

@@ -49,3 +49,15 @@ def test_the_report_of_a_sweep_folder_starts_with_the_sweep_view(tmp_path: Path,
         assert (tmp_path / "report" / png).read_bytes().startswith(b"\x89PNG"), png
     both = CliRunner().invoke(app, [str(sweep), str(sweep / "runs" / "all-s0")])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_a_training_time_the_record_lost_comes_from_the_runs_own_end_record(tmp_path: Path):
+    from mtssl.report.sweep import train_seconds
+
+    run = tmp_path / "runs" / "motion-s0"  # trained; the driver was stopped before it recorded the time
+    run.mkdir(parents=True)
+    (run / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"event": "end", "step": 1800, "wall_s": 760.5}\n')
+    assert train_seconds({"train_s": 0.0, "folder": str(run)}) == 760.5
+    assert train_seconds({"train_s": 1086.1, "folder": str(run)}) == 1086.1  # the record wins: all attempts
+    assert train_seconds({"train_s": 0.0, "folder": str(tmp_path / "nowhere")}) is None
+    assert train_seconds({}) is None
