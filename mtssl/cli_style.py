@@ -19,6 +19,7 @@ import re
 import sys
 import typing
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -119,6 +120,32 @@ class HelpCommand(_OneVoice, TyperCommand):
 
 class HelpGroup(_OneVoice, TyperGroup):
     """The group class of every mtssl program with sub-commands."""
+
+
+class ConfigFileError(ValueError):
+    """A ``--config`` file that cannot be read as a mapping of options; its message is one line."""
+
+
+def read_config_mapping(path: Path) -> dict[str, Any]:
+    """The mapping of a ``--config`` file (YAML; JSON is YAML too), ``{}`` for an empty file; what the
+    programs' ``--config`` options share before each checks the keys against its own options."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigFileError(f"--config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigFileError(f"--config {path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(
+            f"--config {path}: holds a {type(data).__name__}, not a mapping of option names to values"
+        )
+    return data
 
 
 def make_app(help: str | None = None, **settings: Any) -> typer.Typer:

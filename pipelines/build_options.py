@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mtssl.cli_style import choices_metavar
+from mtssl.cli_style import ConfigFileError, choices_metavar, read_config_mapping
 from pipelines.cli_style import complete_from, fail
 from pipelines.imageio import DEFAULT_MAX_PIXELS
 from pipelines.motion.config import COMBINE, PRESETS, MaskConfig
@@ -434,20 +434,10 @@ def config_file_values(
 ) -> dict[str, Any]:
     """Parameter name -> value of a config file, in the form the command line gives it; one error line on an
     unreadable file, an unknown key (with the close matches) or a value of the wrong kind."""
-    import yaml
-
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise fail(f"--config {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise fail(f"--config {path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise fail(f"--config {path}: holds a {type(data).__name__}, not a mapping of option names to values")
+        data = read_config_mapping(path)
+    except ConfigFileError as exc:
+        raise fail(str(exc)) from None
     pairs = flat_keys(data)
     visible = sorted(key for key, (_, hidden) in keys.items() if not hidden)
     unknown = [key for key, _ in pairs if key.replace("-", "_") not in keys]

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from mtssl.cli_style import ConfigFileError, read_config_mapping
 from mtssl.train.config import ConfigError, TrainConfig, moved_to_tasks, tuplify
 
 _WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
@@ -25,17 +26,9 @@ _WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The options a config file sets, checked by name and type; one ``ConfigError`` line otherwise."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"--config {path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: holds a {type(data).__name__}, not a mapping of option names to values")
+        data = read_config_mapping(path)
+    except ConfigFileError as exc:
+        raise ConfigError(str(exc)) from None
     return coerce_options(data, f"--config {path}")
 
 
