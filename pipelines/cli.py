@@ -24,7 +24,7 @@ from pipelines.build_options import build_command, choice_metavar, default_text
 from pipelines.cli_style import HelpCommand, complete_from, fail, make_app
 from pipelines.errors import InputVanished
 from pipelines.inspect import by_reason, percent
-from pipelines.motion.config import PRESETS, QUALITY, MaskConfig, quality_config
+from pipelines.motion.config import PRESETS, QUALITY, QUALITY_HELP, MaskConfig, quality_config
 from pipelines.progress import console, make_progress, stdout_console
 from pipelines.recipes import RECIPES
 from pipelines.recipes.color import ColorRecipeConfig
@@ -44,10 +44,7 @@ MaskQuality = Annotated[
     str,
     typer.Option(
         "--quality",
-        help=f"Motion mask settings: {' or '.join(QUALITY)} (fast: one partner 3 frames after each frame and no "
-        "GrabCut, 3.5 times faster, J 0.25 instead of 0.57 on ten DAVIS-2016 train sequences; fine: flow and "
-        "GrabCut at full resolution, J 0.651 instead of 0.614 on thirty, 3 times slower; clip: fine, and the "
-        "masks of the 4 frames on each side of a frame vote on its mask, J 0.661, 15 times slower).",
+        help=f"Motion mask settings: {QUALITY_HELP}.",
         metavar=choice_metavar(QUALITY),
         autocompletion=complete_from(lambda: QUALITY),
     ),

@@ -56,8 +56,8 @@ def train_seconds(entry: dict[str, Any]) -> float | None:
     last attempt's time) when the driver stopped between the end of training and its record."""
     if entry.get("train_s"):
         return float(entry["train_s"])
-    log = Path(entry.get("folder") or "") / LOG_FILE
-    if not entry.get("folder") or not log.is_file():
+    folder = entry.get("folder")
+    if not folder or not (log := Path(folder) / LOG_FILE).is_file():
         return None
     ends = [r["wall_s"] for r in read_records(log) if r.get("event") == "end" and r.get("wall_s")]
     return float(ends[-1]) if ends else None

@@ -47,8 +47,9 @@ def rows(items: list[Item], record: dict[str, Any]) -> list[dict[str, Any]]:
                     accs += [acc] if acc is not None else []
                     margins += [gap] if gap is not None else []
             (acc, acc_spread), (gap, gap_spread) = stats(accs), stats(margins)
-            row["probes"][probe] = {"acc": acc, "acc_spread": acc_spread, "margin": gap, "margin_spread": gap_spread}
-            row["probes"][probe]["n"] = len(margins)
+            row["probes"][probe] = {
+                "acc": acc, "acc_spread": acc_spread, "margin": gap, "margin_spread": gap_spread, "n": len(margins)
+            }  # fmt: skip
         out.append(row)
     return out
 

@@ -132,6 +132,13 @@ QUALITY = {
     "clip": MaskConfig(finest_scale=0, grabcut_scale=1, clip_radius=4, clip_vote=0.4),
 }
 
+QUALITY_HELP = (  # what the --quality levels do, for the help of build motion and score-motion alike
+    f"{' or '.join(QUALITY)} (fast: one partner 3 frames after each frame and no GrabCut, 3.5 times faster, J "
+    "(mean IoU) 0.25 instead of 0.57 on ten DAVIS-2016 train sequences; fine: flow and GrabCut at full "
+    "resolution, J 0.651 instead of 0.614 on thirty, 3 times slower; clip: fine, and the masks of the 4 frames "
+    "on each side of a frame vote on its mask, J 0.661, 15 times slower)"
+)
+
 
 def quality_config(name: str) -> MaskConfig:
     if name not in QUALITY:

@@ -26,7 +26,7 @@ from pipelines.drawing import hstack, label
 from pipelines.errors import Filtered
 from pipelines.motion.camera import make_flow
 from pipelines.motion.clip import ClipMasks, FrameMask
-from pipelines.motion.config import QUALITY, MaskConfig
+from pipelines.motion.config import QUALITY, QUALITY_HELP, MaskConfig
 from pipelines.motion.pairing import filter_reason, pairing_reason, partner_offsets
 from pipelines.recipes.base import Recipe, RecipeOutput, Variants
 from pipelines.videos import Frame
@@ -154,11 +154,7 @@ RECIPE = Recipe(
     setup=lambda cfg: MotionState(cfg.mask),
     variants=Variants(
         option="quality",
-        help=f"Motion mask settings to start from: {' or '.join(QUALITY)} (fast: one partner 3 frames after each "
-        "frame and no GrabCut, 3.5 times faster, J (mean IoU) 0.25 instead of 0.57 on ten DAVIS-2016 train "
-        "sequences; fine: flow and GrabCut at full resolution, J 0.651 instead of 0.614 on thirty, 3 times "
-        "slower; clip: fine, and the masks of the 4 frames on each side of a frame vote on its mask, J 0.661, "
-        "15 times slower); the mask options below override its values.",
+        help=f"Motion mask settings to start from: {QUALITY_HELP}; the mask options below override its values.",
         configs={name: MotionRecipeConfig(mask=mask) for name, mask in QUALITY.items()},
     ),
 )
