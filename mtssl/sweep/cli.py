@@ -79,6 +79,14 @@ def main(
         typer.Option(help="Runs at once (default: one per GPU, or 1); each holds the CPUs over this.", min=1),
     ] = None,
     ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster (default: local Ray).")] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="Train and probe only these runs (all-lasso) or runs and seeds (all-lasso-s1), comma-separated; "
+            "the comparison still shows every finished run.",
+            metavar="RUN,...",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run, and exit.")] = False,
     report_only: Annotated[
         bool,
@@ -93,18 +101,20 @@ def main(
     """Train, probe and compare every run of a sweep spec, on Ray; rerun to resume."""
     from mtssl.contract.interrupts import exit_code, signal_name, sigterm_as_interrupt
     from mtssl.contract.locks import LockHeld, hold
+    from mtssl.sweep.plan import select
     from mtssl.sweep.spec import SpecError
 
     try:
         items, sweep = prepare(spec_path(spec, ablation), out, shards, probe_options(probe or []))
+        chosen = select(items, [name.strip() for name in (only or "").split(",") if name.strip()])
         if dry_run:
-            show_plan(items)
+            show_plan(chosen)
             return
         if report_only:
             conclude(items, out, json_out, sweep.source)
             return
         with hold(out, "sweep"), sigterm_as_interrupt():
-            failed = execute(items, out, parallel, ray_address, sweep.resources)
+            failed = execute(chosen, out, parallel, ray_address, sweep.resources)
     except (SpecError, ValueError) as exc:
         raise fail(str(exc)) from None
     except LockHeld as exc:

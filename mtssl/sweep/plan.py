@@ -9,6 +9,7 @@ folder trained with other options than the spec's is refused (one line naming th
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -93,6 +94,20 @@ def plan(spec: SweepSpec, out: Path, available: set[str] | None = None) -> tuple
             continue
         items += [make_item(spec, run, seed, out) for seed in run.seeds or spec.seeds]
     return items, notes
+
+
+def select(items: list[Item], names: list[str]) -> list[Item]:
+    """The items of the runs (``all-lasso``) or single items (``all-lasso-s1``) named; all when none is."""
+    if not names:
+        return items
+    known = {item.run for item in items} | {item.name for item in items}
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            runs = ", ".join(dict.fromkeys(item.run for item in items))
+            raise SpecError(f"--only {name}: no such run in the spec{hint}; runs: {runs}")
+    return [item for item in items if item.run in names or item.name in names]
 
 
 def make_item(spec: SweepSpec, run: RunSpec, seed: int, out: Path) -> Item:

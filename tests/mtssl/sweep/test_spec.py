@@ -167,3 +167,19 @@ def test_report_only_writes_the_comparison_of_what_is_finished_without_running(s
     rows = json.loads(result.stdout)["rows"]
     assert [r["run"] for r in rows] == ["relpos-alone", "all-lasso", "all-naive"] and all(not r["done"] for r in rows)
     assert (out / "table.md").is_file() and not (out / "runs").exists() and not (out / "sweep.json").exists()
+
+
+def test_only_picks_runs_or_single_seeds_and_a_misspelt_name_is_one_line(spec_file: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from mtssl.sweep.cli import app
+
+    (tmp_path / "shards").mkdir()
+    out = str(tmp_path / "out")
+    result = CliRunner().invoke(app, [str(spec_file), "-o", out, "--only", "all-lasso, relpos-alone-s1", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == ["relpos-alone-s1", "all-lasso-s0", "all-lasso-s1"]
+    result = CliRunner().invoke(app, [str(spec_file), "-o", out, "--only", "all-laso", "--dry-run"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "no such run" in result.stderr and "did you mean all-lasso" in result.stderr
