@@ -52,15 +52,20 @@ def stats(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def train_seconds(entry: dict[str, Any]) -> float | None:
-    """An item's training wall time: the sweep's record, else the run's own end record (``wall_s``, the
-    last attempt's time) when the driver stopped between the end of training and its record."""
-    if entry.get("train_s"):
-        return float(entry["train_s"])
+    """An item's training wall time, summed over its attempts: the sweep's record, plus the run's own end
+    record (``wall_s``, the last attempt's time) when the driver stopped between the end of training and
+    recording it (no status, or ``interrupted``)."""
+    recorded = float(entry.get("train_s") or 0.0)
+    if entry.get("status") in ("ok", "failed"):
+        return recorded or None
     folder = entry.get("folder")
-    if not folder or not (log := Path(folder) / LOG_FILE).is_file():
-        return None
-    ends = [r["wall_s"] for r in read_records(log) if r.get("event") == "end" and r.get("wall_s")]
-    return float(ends[-1]) if ends else None
+    log = Path(folder) / LOG_FILE if folder else None
+    ends = (
+        [r["wall_s"] for r in read_records(log) if r.get("event") == "end" and r.get("wall_s")]
+        if log and log.is_file()
+        else []
+    )
+    return (recorded + float(ends[-1]) if ends else recorded) or None
 
 
 def read_record(folder: Path) -> dict[str, Any]:
@@ -94,7 +99,7 @@ def groups(runs: list[Run], record: dict[str, Any]) -> list[Group]:
         group = by_name.setdefault(name, Group(name))
         group.runs.append(run)
         group.seeds.append(seed)
-        entry = items.get(folder, {})
+        entry = {"folder": str(run.path), **items.get(folder, {})}
         if (seconds := train_seconds(entry)) is not None:
             group.train_s.append(seconds)
         if entry.get("status") == "failed":

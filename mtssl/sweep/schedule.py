@@ -105,17 +105,27 @@ def run_on_ray(
         while waiting or running:
             while waiting and len(running) < share.parallel:
                 item = waiting.pop(0)
-                running[remote.remote(item.to_plain(), share.cpus)] = (item, time.perf_counter())
+                running[remote.remote(item.to_plain(), share.cpus)] = (item, time.perf_counter(), item.trained)
                 say(f"started  {item.name} ({'resuming' if item.started else 'new'}; {share.cpus:g} CPU)")
             done, _ = ray.wait(list(running), num_returns=1)
-            item, tic = running.pop(done[0])
+            item, tic, _ = running.pop(done[0])
             results[item.name] = finished(ray, done[0], item)
             update_record(out, record, item, results[item.name])
             say(line_for(item, results[item.name], time.perf_counter() - tic))
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (mtssl.contract.interrupts.Terminated): kept as raised
+        record_interrupted(out, record, running)
         stop_running(ray, running)
         raise exc from None
     return results
+
+
+def record_interrupted(out: Path, record: dict[str, Any], running: dict[Any, tuple[Item, float, bool]]) -> None:
+    """The time the running items trained before the stop, so a run's training time sums every attempt. An
+    item that finished training in this attempt has that time in its log's end record (see
+    ``mtssl.report.sweep.train_seconds``); one that was only probing trained in an earlier attempt."""
+    for item, tic, was_trained in running.values():
+        spent = 0.0 if was_trained or item.trained else time.perf_counter() - tic
+        update_record(out, record, item, {"train_s": spent, "probe_s": {}, "status": "interrupted", "error": ""})
 
 
 def stop_running(ray: Any, running: dict[Any, Any], wait_s: float = 150.0) -> None:

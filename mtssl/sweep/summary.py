@@ -29,7 +29,7 @@ def rows(items: list[Item], record: dict[str, Any]) -> list[dict[str, Any]]:
         by_run.setdefault(item.run, []).append(item)
     out = []
     for run, group in by_run.items():
-        entries = [record.get("items", {}).get(i.name, {}) for i in group]
+        entries = [{"folder": str(i.folder), **record.get("items", {}).get(i.name, {})} for i in group]
         row: dict[str, Any] = {
             "run": run,
             "seeds": [i.seed for i in group],

@@ -57,7 +57,10 @@ def test_a_training_time_the_record_lost_comes_from_the_runs_own_end_record(tmp_
     run = tmp_path / "runs" / "motion-s0"  # trained; the driver was stopped before it recorded the time
     run.mkdir(parents=True)
     (run / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"event": "end", "step": 1800, "wall_s": 760.5}\n')
-    assert train_seconds({"train_s": 0.0, "folder": str(run)}) == 760.5
-    assert train_seconds({"train_s": 1086.1, "folder": str(run)}) == 1086.1  # the record wins: all attempts
+    assert train_seconds({"folder": str(run)}) == 760.5  # no record of it at all
+    assert train_seconds({"train_s": 1086.1, "status": "ok", "folder": str(run)}) == 1086.1  # all attempts
+    # an attempt stopped mid-training (its time recorded), then one that trained and was not recorded
+    assert train_seconds({"train_s": 300.0, "status": "interrupted", "folder": str(run)}) == 1060.5
+    assert train_seconds({"train_s": 300.0, "status": "interrupted", "folder": str(tmp_path)}) == 300.0
     assert train_seconds({"train_s": 0.0, "folder": str(tmp_path / "nowhere")}) is None
     assert train_seconds({}) is None

@@ -176,3 +176,5 @@ def test_sigterm_to_the_sweep_is_one_line_and_the_running_run_keeps_its_checkpoi
     while time.time() < deadline and lock_held(run):
         time.sleep(0.2)
     assert not lock_held(run) and not ended(run / "log.jsonl", 60) and list(run.glob("ckpt-*.pt"))
+    attempt = json.loads((out / "sweep.json").read_text())["items"]["long-s0"]  # its training time is kept
+    assert attempt["status"] == "interrupted" and attempt["train_s"] > 0 and attempt["attempts"] == 1
