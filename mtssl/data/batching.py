@@ -278,16 +278,17 @@ class BatchDecoder:
 
     A sample that fails to decode, or whose shape differs from its batch's, is skipped with a warning;
     ``limit`` failures in a row stop the stream (a shard set whose samples all lack a field the run reads
-    would otherwise be resampled forever). A trailing partial batch is dropped.
+    would otherwise be resampled forever). A trailing partial batch is dropped, or with ``partial`` yielded
+    when it holds at least two samples (validation, where a held-out shard may hold less than a batch).
     """
 
     def __init__(
         self, fields: Sequence[str], batch_size: int, crop: int | None = None,
         rng: np.random.Generator | None = None, ring: BatchRing | None = None, limit: int = 100,
-        keep_jpeg: bool = False,
+        keep_jpeg: bool = False, partial: bool = False,
     ) -> None:  # fmt: skip
         self.fields, self.batch_size, self.crop, self.rng, self.limit = tuple(fields), batch_size, crop, rng, limit
-        self.ring, self.failures, self.keep_jpeg = ring, 0, keep_jpeg
+        self.ring, self.failures, self.keep_jpeg, self.partial = ring, 0, keep_jpeg, partial
         self.decode_plan, self.write_plan = decode_plan(self.fields, keep_jpeg), write_plan(self.fields)
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, torch.Tensor]]:
@@ -316,6 +317,9 @@ class BatchDecoder:
                     self.ring.hand_over()
                 yield batch | self._encoded_fields(encoded) if self.keep_jpeg else batch
                 index = 0
+        if self.partial and index >= 2:
+            rest = {key: tensor[:index] for key, tensor in batch.items()}
+            yield rest | self._encoded_fields(encoded) if self.keep_jpeg else rest
 
     def _encoded_fields(self, encoded: list[tuple[dict[str, Any], Window]]) -> dict[str, torch.Tensor]:
         """The batch's JPEG bytes (``k.jpeg``, ``k.jpeg_sizes``) and crops (``k.jpeg_window``)."""

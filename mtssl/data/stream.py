@@ -227,11 +227,12 @@ def task_pipeline(
 
 def fixed_batches(spec: TaskSpec, count: int) -> list[dict[str, torch.Tensor]]:
     """The first ``count`` batches of ``spec``'s shards read in order, unshuffled, centre-cropped: the same
-    validation batches at every evaluation of a run (fewer when the shards hold fewer samples)."""
+    validation batches at every evaluation of a run (fewer when the shards hold fewer samples; the last one
+    partial, so held-out shards smaller than a batch still validate)."""
     stages: list[Any] = [
         wds.SimpleShardList(list(spec.urls)),
         tar_stage(spec.urls, spec.fields, spec.md5, spec.task, cache_dir=spec.cache_dir),
-        BatchDecoder(spec.fields, spec.batch_size, spec.crop, rng=None),
+        BatchDecoder(spec.fields, spec.batch_size, spec.crop, rng=None, partial=True),
     ]
     return list(itertools.islice(wds.DataPipeline(*stages), count))
 

@@ -195,8 +195,9 @@ def augment_seed(seed: int, rank: int, step: int) -> int:
 def validate(
     net: MultiTaskNet, val: dict[str, list[dict[str, torch.Tensor]]], seed: int, device: torch.device
 ) -> dict[str, float]:
-    """Mean loss and metric of every task on its validation batches: eval mode (central crops, no flips,
-    running BN statistics) and one fixed seed, so that successive evaluations differ only by the weights."""
+    """Mean loss and metric of every task on its validation samples (batch means weighted by batch size: the
+    last batch may be partial): eval mode (central crops, no flips, running BN statistics) and one fixed
+    seed, so that successive evaluations differ only by the weights."""
     if not val:
         return {}
     was_training = net.training
@@ -207,11 +208,17 @@ def validate(
         sums: dict[str, float] = {}
         for batch in batches:
             _, metrics = net.task_step(task, to_device({task: batch}, device)[task], generator)
+            size = batch_size_of(batch)
             for key, value in metrics.items():
-                sums[f"val_{key}"] = sums.get(f"val_{key}", 0.0) + float(value)
-        scores |= {key: round(total / len(batches), 6) for key, total in sums.items()}
+                sums[f"val_{key}"] = sums.get(f"val_{key}", 0.0) + float(value) * size
+        samples = sum(batch_size_of(batch) for batch in batches)
+        scores |= {key: round(total / samples, 6) for key, total in sums.items()}
     net.train(was_training)
     return scores
+
+
+def batch_size_of(batch: dict[str, torch.Tensor]) -> int:
+    return len(next(iter(batch.values())))
 
 
 def print_summary(out: Path, record: dict[str, Any], cfg: TrainConfig, wall_s: float) -> None:

@@ -216,6 +216,13 @@ def validation_batches(
     for task, (_, held_out) in splits.items():
         if held_out and cfg.val_batches > 0:
             out[task] = fixed_batches(task_spec(cfg, sets[task], net, held_out), cfg.val_batches)
+            if not out[task]:
+                print(
+                    f"note: the {task} shard(s) held out for validation hold fewer than 2 readable samples: "
+                    f"{task} gets no validation loss; raise --val-shards",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return {task: batches for task, batches in out.items() if batches}
 
 

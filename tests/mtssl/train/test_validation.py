@@ -169,3 +169,33 @@ def test_validate_is_deterministic_and_leaves_the_network_as_it_was(split_root, 
     assert validate(net, {}, cfg.seed, torch.device("cpu")) == {}
     none = validation_batches(replace(cfg, val_batches=0), sets, net, splits)
     assert none == {}
+
+
+def test_held_out_shards_smaller_than_a_batch_still_validate_weighted_by_samples(split_root, tiny_config):
+    """The image sets hold out one shard of 2 samples: at batch 4 they validate on one partial batch of 2
+    (before, no batch and silently no validation); motion's 7 held-out samples are a batch of 4 and one of 3,
+    and its scores are the sample-weighted mean of the two batches'."""
+    cfg = tiny_config(shards=str(split_root), batch_size=4, val_shards=1, val_batches=4)
+    sets = open_sets(split_root, TASKS)
+    cfg = replace(cfg, tasks=tuple(sets))
+    torch.manual_seed(0)
+    net = build_network(cfg, sets)
+    val = validation_batches(cfg, sets, net, {task: sset.split(cfg.val_shards) for task, sset in sets.items()})
+    sizes = {task: [len(next(iter(batch.values()))) for batch in batches] for task, batches in val.items()}
+    assert sizes == {"relpos": [2], "color": [2], "exemplar": [2], "motion": [4, 3], "rotation": [2], "jigsaw": [2]}
+    cpu = torch.device("cpu")
+    scores = validate(net, val, cfg.seed, cpu)  # every task's head takes its partial batch
+    assert set(scores) == set().union(*(val_keys(task) for task in TASKS)) and all(map(math.isfinite, scores.values()))
+    both = validate(net, {"motion": val["motion"]}, cfg.seed, cpu)
+    alone = [validate(net, {"motion": [batch]}, cfg.seed, cpu) for batch in val["motion"]]
+    for key, value in both.items():
+        assert value == pytest.approx((4 * alone[0][key] + 3 * alone[1][key]) / 7, abs=2e-6)
+
+
+def test_a_task_left_without_validation_batches_says_so(split_root, tiny_config, monkeypatch, capsys):
+    monkeypatch.setattr(setup, "fixed_batches", lambda spec, count: [])
+    cfg = tiny_config(shards=str(split_root), val_shards=1)
+    sets = {"relpos": open_sets(split_root, TASKS)["relpos"]}
+    net = build_network(replace(cfg, tasks=("relpos",)), sets)
+    assert validation_batches(cfg, sets, net, {"relpos": sets["relpos"].split(1)}) == {}
+    assert "note: the relpos shard(s) held out for validation hold fewer than 2" in capsys.readouterr().err
