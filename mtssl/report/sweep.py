@@ -52,20 +52,23 @@ def stats(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def train_seconds(entry: dict[str, Any]) -> float | None:
-    """An item's training wall time, summed over its attempts: the sweep's record, plus the run's own end
-    record (``wall_s``, the last attempt's time) when the driver stopped between the end of training and
-    recording it (no status, or ``interrupted``)."""
+    """An item's training wall time, summed over its attempts: the sweep's record, or the run's own end
+    record (``wall_s``, the time of the attempt that finished) when no attempt was recorded (the driver
+    stopped between the end of training and its record), or both when only an interrupted one was."""
     recorded = float(entry.get("train_s") or 0.0)
-    if entry.get("status") in ("ok", "failed"):
-        return recorded or None
-    folder = entry.get("folder")
-    log = Path(folder) / LOG_FILE if folder else None
+    last = last_wall_s(Path(entry["folder"])) if entry.get("folder") else None
+    if entry.get("status") == "interrupted" and last:
+        return recorded + last
+    return recorded or last
+
+
+def last_wall_s(folder: Path) -> float | None:
+    """The training time of the attempt that finished the run in ``folder`` (its log's end record)."""
+    log = folder / LOG_FILE
     ends = (
-        [r["wall_s"] for r in read_records(log) if r.get("event") == "end" and r.get("wall_s")]
-        if log and log.is_file()
-        else []
+        [r["wall_s"] for r in read_records(log) if r.get("event") == "end" and r.get("wall_s")] if log.is_file() else []
     )
-    return (recorded + float(ends[-1]) if ends else recorded) or None
+    return float(ends[-1]) if ends else None
 
 
 def read_record(folder: Path) -> dict[str, Any]:

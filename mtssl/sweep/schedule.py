@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mtssl.contract.atomic import write_bytes_atomic
+from mtssl.report.sweep import last_wall_s
 from mtssl.sweep.execute import run_item
 from mtssl.sweep.plan import Item
 
@@ -52,7 +53,10 @@ def read_record(out: Path) -> dict[str, Any]:
 def update_record(out: Path, record: dict[str, Any], item: Item, result: dict[str, Any]) -> None:
     """Add one item's result (wall times summed over attempts) and rewrite the record atomically."""
     entry = record["items"].get(item.name, {"run": item.run, "seed": item.seed, "train_s": 0.0, "probe_s": {}})
-    entry["train_s"] = round(entry.get("train_s", 0.0) + result["train_s"], 1)
+    spent = result["train_s"]
+    if not spent and entry.get("status") in (None, "interrupted") and item.trained:  # found trained: its last
+        spent = last_wall_s(item.folder) or 0.0  # attempt's time was never recorded (a driver stopped before)
+    entry["train_s"] = round(entry.get("train_s", 0.0) + spent, 1)
     entry["probe_s"] = {**entry.get("probe_s", {}), **{k: round(v, 1) for k, v in result["probe_s"].items()}}
     entry.update(status=result["status"], error=result.get("error", ""), folder=str(item.folder))
     entry["attempts"] = entry.get("attempts", 0) + (1 if result["train_s"] or result["probe_s"] else 0)

@@ -58,6 +58,7 @@ def test_a_training_time_the_record_lost_comes_from_the_runs_own_end_record(tmp_
     run.mkdir(parents=True)
     (run / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"event": "end", "step": 1800, "wall_s": 760.5}\n')
     assert train_seconds({"folder": str(run)}) == 760.5  # no record of it at all
+    assert train_seconds({"train_s": 0.0, "status": "ok", "folder": str(run)}) == 760.5  # a rerun only probed it
     assert train_seconds({"train_s": 1086.1, "status": "ok", "folder": str(run)}) == 1086.1  # all attempts
     # an attempt stopped mid-training (its time recorded), then one that trained and was not recorded
     assert train_seconds({"train_s": 300.0, "status": "interrupted", "folder": str(run)}) == 1060.5

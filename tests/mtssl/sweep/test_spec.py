@@ -183,3 +183,21 @@ def test_only_picks_runs_or_single_seeds_and_a_misspelt_name_is_one_line(spec_fi
     result = CliRunner().invoke(app, [str(spec_file), "-o", out, "--only", "all-laso", "--dry-run"])
     assert result.exit_code == 2 and result.stdout == ""
     assert "no such run" in result.stderr and "did you mean all-lasso" in result.stderr
+
+
+def test_a_run_found_trained_is_recorded_with_the_time_of_its_unrecorded_last_attempt(spec_file, tmp_path):
+    from mtssl.sweep.schedule import read_record, update_record
+
+    out = tmp_path / "out"
+    item = plan(read_spec(spec_file), out)[0][0]
+    item.folder.mkdir(parents=True)
+    (item.folder / "trunk.pt").write_bytes(b"")
+    (item.folder / "log.jsonl").write_text(json.dumps({"event": "end", "step": item.cfg.steps, "wall_s": 500.0}))
+    probed = {"train_s": 0.0, "probe_s": {"flowers5": 9.0}, "status": "ok"}
+    for before, after in [(None, 500.0), ({"train_s": 500.0, "status": "ok"}, 500.0)]:
+        record = {"items": {item.name: before} if before else {}}
+        update_record(out, record, item, probed)  # a rerun that only probed
+        assert read_record(out)["items"][item.name]["train_s"] == after
+    record = {"items": {item.name: {"train_s": 120.0, "status": "interrupted"}}}  # stopped mid-run, then the
+    update_record(out, record, item, probed)  # attempt that finished it was never recorded
+    assert read_record(out)["items"][item.name]["train_s"] == 620.0
