@@ -150,7 +150,10 @@ def test_build_config_file_refuses_an_unknown_key_or_a_wrong_type_in_one_line(tm
     assert result.stderr.strip() == f"error: --config {config}: workers takes an integer, got 'many'"
 
 
-def test_quality_completes_its_values_and_the_completion_script_prints():
+def test_quality_completes_its_values_and_the_completion_script_prints(monkeypatch):
+    import typer.completion
+
+    monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")  # not the test runner's parent's shell
     env = {
         "_MTSSL_DATA_COMPLETE": "complete_bash",
         "COMP_WORDS": "mtssl-data build motion --quality ",
@@ -160,7 +163,7 @@ def test_quality_completes_its_values_and_the_completion_script_prints():
     assert result.stdout.split() == ["default", "fast", "fine", "clip"]
     env |= {"COMP_WORDS": "mtssl-data build motion --mask-preset f", "COMP_CWORD": "4"}
     assert runner.invoke(app, [], prog_name="mtssl-data", env=env).stdout.split() == ["fast"]
-    script = runner.invoke(app, ["--show-completion", "bash"], prog_name="mtssl-data")
+    script = runner.invoke(app, ["--show-completion"], prog_name="mtssl-data")
     assert script.exit_code == 0 and "_MTSSL_DATA_COMPLETE=complete_bash" in script.stdout
 
 
