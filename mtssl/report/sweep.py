@@ -56,10 +56,10 @@ def train_seconds(entry: dict[str, Any]) -> float | None:
     record (``wall_s``, the time of the attempt that finished) when no attempt was recorded (the driver
     stopped between the end of training and its record), or both when only an interrupted one was."""
     recorded = float(entry.get("train_s") or 0.0)
+    if recorded and entry.get("status") != "interrupted":
+        return recorded  # the record covers every attempt: no need to read the run's log
     last = last_wall_s(Path(entry["folder"])) if entry.get("folder") else None
-    if entry.get("status") == "interrupted" and last:
-        return recorded + last
-    return recorded or last
+    return recorded + (last or 0.0) or None
 
 
 def last_wall_s(folder: Path) -> float | None:

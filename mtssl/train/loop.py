@@ -206,12 +206,13 @@ def validate(
     scores: dict[str, float] = {}
     for task, batches in val.items():
         sums: dict[str, float] = {}
+        samples = 0
         for batch in batches:
             _, metrics = net.task_step(task, to_device({task: batch}, device)[task], generator)
             size = batch_size_of(batch)
+            samples += size
             for key, value in metrics.items():
                 sums[f"val_{key}"] = sums.get(f"val_{key}", 0.0) + float(value) * size
-        samples = sum(batch_size_of(batch) for batch in batches)
         scores |= {key: round(total / samples, 6) for key, total in sums.items()}
     net.train(was_training)
     return scores
